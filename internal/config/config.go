@@ -1,0 +1,235 @@
+// Package config reads paypipe's process configuration from environment
+// variables. Every knob has a safe default, except the database, which has no
+// safe guess; a value that is present but malformed is an error, never
+// silently replaced by the default, so a typo in a deployment fails at start
+// instead of running with settings nobody chose.
+//
+// The environment is passed in as a lookup function rather than read from
+// os.Getenv, so tests and the in-process demo can build a configuration
+// without touching the process environment.
+//
+// # Variables
+//
+//	| variable                  | default                        | meaning |
+//	|---------------------------|--------------------------------|---------|
+//	| DATABASE_URL              | (none; required by serve, migrate, outbox, demo) | PostgreSQL connection URL (postgres://user:pass@host:port/db?sslmode=…). |
+//	| NATS_URL                  | empty: embedded server         | NATS server(s) to use, comma-separated. Empty starts an in-process nats-server with JetStream (file store under PAYPIPE_DATA_DIR/nats-embedded, sync_interval always). |
+//	| PAYPIPE_DATA_DIR          | .data                          | Where the embedded NATS server and `paypipe demo` keep their files. |
+//	| PAYPIPE_HTTP_ADDR         | 127.0.0.1:8080                 | Listen address of /metrics, /healthz and /readyz. Loopback by default: expose it deliberately. |
+//	| PAYPIPE_RELAY_MODE        | atomic-batch (embedded NATS), async (NATS_URL set) | How relays publish: `atomic-batch` (one fsync per batch; needs nats-server ≥ 2.12 and pays off with sync_interval always) or `async` (one PubAck per message; works with any server). |
+//	| PAYPIPE_OUTBOX_RETENTION  | 24h                            | How long published outbox rows are kept: the window `paypipe outbox redrive --since` can reach back. |
+//	| PAYPIPE_INBOX_RETENTION   | 40d                            | How long inbox rows are kept. Must be at least 37d (stream MaxAge 7d + DLQ MaxAge 30d): a message can come back that late, and only the inbox stops it being applied twice. |
+//	| PAYPIPE_DUPLICATE_WINDOW  | 30m                            | JetStream Nats-Msg-Id deduplication window of every stream (at most 7d). |
+//	| PAYPIPE_LOG_LEVEL         | info                           | debug, info, warn or error (slog levels; e.g. warn+2 also works). |
+//
+// Durations take Go syntax (90s, 2h30m) plus a whole-day suffix (40d).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/paypipe/paypipe/outbox"
+)
+
+// Environment variable names.
+const (
+	EnvDatabaseURL     = "DATABASE_URL"
+	EnvNATSURL         = "NATS_URL"
+	EnvDataDir         = "PAYPIPE_DATA_DIR"
+	EnvHTTPAddr        = "PAYPIPE_HTTP_ADDR"
+	EnvRelayMode       = "PAYPIPE_RELAY_MODE"
+	EnvOutboxRetention = "PAYPIPE_OUTBOX_RETENTION"
+	EnvInboxRetention  = "PAYPIPE_INBOX_RETENTION"
+	EnvDuplicateWindow = "PAYPIPE_DUPLICATE_WINDOW"
+	EnvLogLevel        = "PAYPIPE_LOG_LEVEL"
+)
+
+// Defaults and limits.
+const (
+	DefaultDataDir         = ".data"
+	DefaultHTTPAddr        = "127.0.0.1:8080"
+	DefaultOutboxRetention = 24 * time.Hour
+	DefaultDuplicateWindow = 30 * time.Minute
+
+	// StreamMaxAge and DLQMaxAge mirror contracts' stream defaults: the
+	// longest a message can stay redeliverable, and the longest a dead
+	// letter can wait for `paypipe dlq replay`.
+	StreamMaxAge = 7 * 24 * time.Hour
+	DLQMaxAge    = 30 * 24 * time.Hour
+	// MinInboxRetention is the horizon after which no copy of a message can
+	// reach a consumer any more (redelivery from the stream, then a replay
+	// from the DLQ). An inbox row swept earlier would let that copy apply
+	// twice.
+	MinInboxRetention = StreamMaxAge + DLQMaxAge
+	// DefaultInboxRetention adds three days of slack to MinInboxRetention
+	// for clock skew between hosts and a replay started just before the DLQ
+	// message expires.
+	DefaultInboxRetention = 40 * 24 * time.Hour
+)
+
+// Config is the process configuration.
+type Config struct {
+	DatabaseURL string
+	// NATSURL is empty when paypipe runs its own embedded nats-server.
+	NATSURL         string
+	DataDir         string
+	HTTPAddr        string
+	RelayMode       outbox.PublishMode
+	OutboxRetention time.Duration
+	InboxRetention  time.Duration
+	DuplicateWindow time.Duration
+	LogLevel        slog.Level
+	// LogLevelSet reports whether PAYPIPE_LOG_LEVEL was given, so commands
+	// with their own quieter default (demo) know whether to apply it.
+	LogLevelSet bool
+}
+
+// Embedded reports whether paypipe runs its own nats-server.
+func (c Config) Embedded() bool { return c.NATSURL == "" }
+
+// FromEnv builds a Config from the variables getenv returns (os.Getenv in
+// production). All malformed values are reported together.
+func FromEnv(getenv func(string) string) (Config, error) {
+	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
+	c := Config{
+		DatabaseURL:     get(EnvDatabaseURL),
+		NATSURL:         get(EnvNATSURL),
+		DataDir:         DefaultDataDir,
+		HTTPAddr:        DefaultHTTPAddr,
+		OutboxRetention: DefaultOutboxRetention,
+		InboxRetention:  DefaultInboxRetention,
+		DuplicateWindow: DefaultDuplicateWindow,
+		LogLevel:        slog.LevelInfo,
+	}
+	var errs []error
+	bad := func(k, v, why string) { errs = append(errs, fmt.Errorf("%s=%q: %s", k, v, why)) }
+
+	if v := get(EnvDataDir); v != "" {
+		c.DataDir = v
+	}
+	if v := get(EnvHTTPAddr); v != "" {
+		if _, port, err := net.SplitHostPort(v); err != nil {
+			bad(EnvHTTPAddr, v, "want host:port, e.g. 127.0.0.1:8080 or :8080")
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			bad(EnvHTTPAddr, v, "port must be a number from 0 to 65535")
+		} else {
+			c.HTTPAddr = v
+		}
+	}
+
+	// Atomic batches pay off only when the server fsyncs every write, which
+	// the embedded server always does; for an external server we cannot see
+	// its sync_interval (or its version), and async works everywhere.
+	c.RelayMode = outbox.PublishAsync
+	if c.Embedded() {
+		c.RelayMode = outbox.PublishAtomicBatch
+	}
+	if v := get(EnvRelayMode); v != "" {
+		switch strings.ToLower(v) {
+		case "async":
+			c.RelayMode = outbox.PublishAsync
+		case "atomic-batch":
+			c.RelayMode = outbox.PublishAtomicBatch
+		default:
+			bad(EnvRelayMode, v, "want async or atomic-batch")
+		}
+	}
+
+	durations := []struct {
+		key      string
+		dst      *time.Duration
+		min, max time.Duration
+		why      string
+	}{
+		{EnvOutboxRetention, &c.OutboxRetention, time.Minute, 0, ""},
+		{EnvInboxRetention, &c.InboxRetention, MinInboxRetention, 0,
+			"an inbox row must outlive the stream's MaxAge (7d) plus the DLQ's (30d), or a late copy of a message is applied twice"},
+		{EnvDuplicateWindow, &c.DuplicateWindow, time.Second, StreamMaxAge,
+			"the window cannot exceed the stream MaxAge (7d)"},
+	}
+	for _, d := range durations {
+		v := get(d.key)
+		if v == "" {
+			continue
+		}
+		dur, err := ParseDuration(v)
+		switch {
+		case err != nil:
+			bad(d.key, v, err.Error())
+		case dur < d.min:
+			bad(d.key, v, fmt.Sprintf("must be at least %s%s", FormatDuration(d.min), because(d.why)))
+		case d.max > 0 && dur > d.max:
+			bad(d.key, v, fmt.Sprintf("must be at most %s%s", FormatDuration(d.max), because(d.why)))
+		default:
+			*d.dst = dur
+		}
+	}
+
+	if v := get(EnvLogLevel); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			bad(EnvLogLevel, v, "want debug, info, warn or error")
+		} else {
+			c.LogLevelSet = true
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+func because(why string) string {
+	if why == "" {
+		return ""
+	}
+	return ": " + why
+}
+
+// ErrNoDatabase is returned by RequireDatabase.
+var ErrNoDatabase = errors.New("config: " + EnvDatabaseURL + " is not set (e.g. export DATABASE_URL=$(bash scripts/pg.sh url))")
+
+// RequireDatabase fails when DATABASE_URL is missing. Only commands that need
+// the database call it, so `paypipe --help` works without one.
+func (c Config) RequireDatabase() error {
+	if c.DatabaseURL == "" {
+		return ErrNoDatabase
+	}
+	return nil
+}
+
+// ParseDuration is time.ParseDuration plus a whole-day form ("40d"), because
+// retentions are naturally counted in days. Negative values are refused.
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 {
+			return 0, errors.New("want a duration such as 90s, 24h or 40d")
+		}
+		if n > int64(1<<63-1)/int64(24*time.Hour) {
+			return 0, errors.New("duration too long")
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errors.New("want a duration such as 90s, 24h or 40d")
+	}
+	if d < 0 {
+		return 0, errors.New("duration must not be negative")
+	}
+	return d, nil
+}
+
+// FormatDuration prints whole days as "40d" and anything else as Go does.
+func FormatDuration(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}

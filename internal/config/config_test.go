@@ -1,0 +1,135 @@
+package config
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paypipe/paypipe/outbox"
+)
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := FromEnv(env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		DataDir:         ".data",
+		HTTPAddr:        "127.0.0.1:8080",
+		RelayMode:       outbox.PublishAtomicBatch,
+		OutboxRetention: 24 * time.Hour,
+		InboxRetention:  40 * 24 * time.Hour,
+		DuplicateWindow: 30 * time.Minute,
+		LogLevel:        slog.LevelInfo,
+	}
+	if c != want {
+		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
+	}
+	if !c.Embedded() {
+		t.Error("no NATS_URL must mean embedded")
+	}
+	if !errors.Is(c.RequireDatabase(), ErrNoDatabase) {
+		t.Error("RequireDatabase without DATABASE_URL must fail")
+	}
+	if c.InboxRetention < MinInboxRetention {
+		t.Error("the default inbox retention must cover stream MaxAge + DLQ MaxAge")
+	}
+}
+
+func TestExternalNATSDefaultsToAsync(t *testing.T) {
+	t.Parallel()
+	c, err := FromEnv(env(EnvNATSURL, "nats://127.0.0.1:4222"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Embedded() || c.RelayMode != outbox.PublishAsync {
+		t.Fatalf("external NATS: embedded=%v mode=%v, want false/async", c.Embedded(), c.RelayMode)
+	}
+}
+
+func TestValues(t *testing.T) {
+	t.Parallel()
+	c, err := FromEnv(env(
+		EnvDatabaseURL, "postgres://x@localhost/db",
+		EnvDataDir, "/var/lib/paypipe",
+		EnvHTTPAddr, ":0",
+		EnvRelayMode, "ASYNC",
+		EnvOutboxRetention, "2h",
+		EnvInboxRetention, "60d",
+		EnvDuplicateWindow, " 1h ",
+		EnvLogLevel, "warn",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/var/lib/paypipe" || c.HTTPAddr != ":0" || c.RelayMode != outbox.PublishAsync ||
+		c.OutboxRetention != 2*time.Hour || c.InboxRetention != 60*24*time.Hour ||
+		c.DuplicateWindow != time.Hour || c.LogLevel != slog.LevelWarn || !c.LogLevelSet {
+		t.Fatalf("got %+v", c)
+	}
+	if err := c.RequireDatabase(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ key, val, want string }{
+		{EnvHTTPAddr, "8080", "host:port"},
+		{EnvHTTPAddr, "localhost:http", "port must be a number"},
+		{EnvRelayMode, "batch", "async or atomic-batch"},
+		{EnvOutboxRetention, "forever", "want a duration"},
+		{EnvOutboxRetention, "-1h", "negative"},
+		{EnvOutboxRetention, "1s", "at least 1m0s"},
+		{EnvInboxRetention, "7d", "at least 37d"},
+		{EnvDuplicateWindow, "8d", "at most 7d"},
+		{EnvDuplicateWindow, "0s", "at least 1s"},
+		{EnvLogLevel, "loud", "debug, info, warn or error"},
+	} {
+		_, err := FromEnv(env(tc.key, tc.val))
+		if err == nil {
+			t.Errorf("%s=%q: no error", tc.key, tc.val)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%q: error %q does not name the variable and %q", tc.key, tc.val, err, tc.want)
+		}
+	}
+}
+
+func TestAllErrorsReportedTogether(t *testing.T) {
+	t.Parallel()
+	_, err := FromEnv(env(EnvRelayMode, "x", EnvLogLevel, "y"))
+	if err == nil || !strings.Contains(err.Error(), EnvRelayMode) || !strings.Contains(err.Error(), EnvLogLevel) {
+		t.Fatalf("want both variables named, got %v", err)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]time.Duration{"40d": 40 * 24 * time.Hour, "0d": 0, "90s": 90 * time.Second, "1h30m": 90 * time.Minute} {
+		got, err := ParseDuration(in)
+		if err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "1.5d", "-1d", "99999999999d", "1w"} {
+		if _, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q): no error", in)
+		}
+	}
+	if FormatDuration(37*24*time.Hour) != "37d" || FormatDuration(90*time.Minute) != "1h30m0s" {
+		t.Error("FormatDuration")
+	}
+}
