@@ -156,14 +156,35 @@ func DurableConsumer(stream, name, description string, filters []string, o Consu
 	}}
 }
 
-// DemoConsumer is the consumer of the backbone demo (paypipe demo).
-const DemoConsumer = "demo-projector"
+// Durable consumer names. Each is also the consumer's inbox key, so a name
+// must never be reused for a different purpose.
+const (
+	DemoConsumer                = "demo-projector"
+	ExecutorCheckoutsConsumer   = "executor-checkouts"
+	PaymentRegistrationConsumer = "payment-registrations"
+	LedgerPaymentsConsumer      = "ledger-payments"
+	WalletPaymentsConsumer      = "wallet-payments"
+	CompletionLedgerConsumer    = "payment-completion-ledger"
+	CompletionWalletConsumer    = "payment-completion-wallet"
+)
 
 // Consumers returns every durable consumer paypipe declares.
 func Consumers(o ConsumerOptions) []Consumer {
 	return []Consumer{
 		DurableConsumer(StreamDemo, DemoConsumer, "demo: projects demo.order.placed into order totals",
 			[]string{"demo.order.placed"}, o),
+		DurableConsumer(StreamPayments, ExecutorCheckoutsConsumer, "executor: registers or charges new checkouts at the PSP",
+			[]string{SubjectCheckoutCreated}, o),
+		DurableConsumer(StreamPayments, PaymentRegistrationConsumer, "payment: applies the PSP's answer reported by executor",
+			[]string{SubjectCheckoutRegistered, SubjectCheckoutRejected, SubjectCheckoutResolved}, o),
+		DurableConsumer(StreamPayments, LedgerPaymentsConsumer, "ledger: posts captured payment orders",
+			[]string{SubjectOrderSucceeded}, o),
+		DurableConsumer(StreamPayments, WalletPaymentsConsumer, "wallet: credits sellers' pending balances",
+			[]string{SubjectOrderSucceeded}, o),
+		DurableConsumer(StreamLedger, CompletionLedgerConsumer, "payment: marks orders recorded by the ledger",
+			[]string{SubjectLedgerEntryPosted}, o),
+		DurableConsumer(StreamWallet, CompletionWalletConsumer, "payment: marks orders recorded by the wallet",
+			[]string{SubjectWalletBalance}, o),
 	}
 }
 
