@@ -35,9 +35,9 @@ const DefaultTolerance = 300 * time.Second
 
 // Errors of VerifySignature; all mean "reject with 400".
 var (
-	ErrNoSignature       = errors.New("psp webhook: missing signature")
-	ErrBadSignature      = errors.New("psp webhook: signature does not match")
-	ErrStaleSignature    = errors.New("psp webhook: timestamp outside tolerance")
+	ErrNoSignature        = errors.New("psp webhook: missing signature")
+	ErrBadSignature       = errors.New("psp webhook: signature does not match")
+	ErrStaleSignature     = errors.New("psp webhook: timestamp outside tolerance")
 	ErrMalformedSignature = errors.New("psp webhook: malformed signature header")
 )
 
