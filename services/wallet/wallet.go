@@ -1,0 +1,122 @@
+package wallet
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/paypipe/paypipe/contracts"
+	"github.com/paypipe/paypipe/contracts/money"
+)
+
+// Errors of this package; match them with errors.Is.
+var (
+	// ErrInvalidEvent: a consumed event is malformed or its figures are
+	// inconsistent. Retrying cannot fix it: it is a permanent error.
+	ErrInvalidEvent = errors.New("wallet: invalid event")
+	// ErrConflict: a change contradicts what the wallet holds: its business
+	// effect (cause, ref) was applied with other figures or to another
+	// seller, or the seller belongs to another merchant. The first version
+	// stands; the second needs an operator.
+	ErrConflict = errors.New("wallet: change conflicts with the recorded one")
+	// ErrInvalidChange: a change would break a balance rule (negative
+	// pending or paid-out, overflow). Nothing was written.
+	ErrInvalidChange = errors.New("wallet: invalid change")
+)
+
+// Balance is one seller's money in one currency.
+type Balance struct {
+	SellerID       string    `json:"seller_id"`
+	MerchantID     string    `json:"merchant_id"`
+	Currency       string    `json:"currency"`
+	PendingMinor   int64     `json:"pending_minor"`
+	AvailableMinor int64     `json:"available_minor"`
+	PaidOutMinor   int64     `json:"paid_out_minor"`
+	Version        int64     `json:"version"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
+
+// change is one business effect on a balance. (Cause, Ref) identifies the
+// effect: applying it twice applies it once.
+type change struct {
+	SellerID       string
+	MerchantID     string
+	Currency       string
+	Cause          string
+	Ref            string
+	DeltaPending   int64
+	DeltaAvailable int64
+	DeltaPaidOut   int64
+}
+
+// next returns the balance after c, or ErrInvalidChange if a sum overflows
+// or pending or paid-out would go negative. available may go negative (a
+// refund after a pay-out).
+func (c change) next(b Balance) (Balance, error) {
+	var err error
+	add := func(v *int64, d int64) {
+		if err == nil {
+			*v, err = money.Add(*v, d)
+		}
+	}
+	add(&b.PendingMinor, c.DeltaPending)
+	add(&b.AvailableMinor, c.DeltaAvailable)
+	add(&b.PaidOutMinor, c.DeltaPaidOut)
+	if err != nil {
+		return Balance{}, fmt.Errorf("%w: %s %s: %w", ErrInvalidChange, c.Cause, c.Ref, err)
+	}
+	if b.PendingMinor < 0 || b.PaidOutMinor < 0 {
+		return Balance{}, fmt.Errorf("%w: %s %s: pending %d, paid out %d after the change", ErrInvalidChange, c.Cause, c.Ref, b.PendingMinor, b.PaidOutMinor)
+	}
+	b.Version++
+	return b, nil
+}
+
+// maxIDLen matches the tables' CHECKs.
+const maxIDLen = 255
+
+// ValidateOrderSucceeded checks a payments.order.succeeded payload: ids
+// present, a known currency, 0 < amount ≤ money.MaxAmount, fee ≥ 0, net ≥ 0
+// and fee + net = amount (checked). An error wraps ErrInvalidEvent.
+//
+// The ledger applies the same rules to the same event: both must refuse
+// what the other refuses, or the wallet and the ledger drift apart.
+func ValidateOrderSucceeded(ev contracts.OrderSucceeded) error {
+	var errs []error
+	for _, f := range []struct{ name, v string }{
+		{"payment_order_id", ev.PaymentOrderID}, {"merchant_id", ev.MerchantID}, {"seller_id", ev.SellerID},
+	} {
+		if f.v == "" || len(f.v) > maxIDLen {
+			errs = append(errs, fmt.Errorf("%s %q: want 1 to %d bytes", f.name, f.v, maxIDLen))
+		}
+	}
+	if _, err := money.ParseCurrency(ev.Currency); err != nil {
+		errs = append(errs, err)
+	}
+	if err := money.ValidAmount(ev.AmountMinor); err != nil {
+		errs = append(errs, fmt.Errorf("amount: %w", err))
+	}
+	if ev.FeeMinor < 0 || ev.NetMinor < 0 {
+		errs = append(errs, fmt.Errorf("fee %d and net %d must not be negative", ev.FeeMinor, ev.NetMinor))
+	} else if sum, err := money.Add(ev.FeeMinor, ev.NetMinor); err != nil || sum != ev.AmountMinor {
+		errs = append(errs, fmt.Errorf("fee %d + net %d <> amount %d", ev.FeeMinor, ev.NetMinor, ev.AmountMinor))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: payment order %q: %w", ErrInvalidEvent, ev.PaymentOrderID, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Drift is a (seller, currency) whose wallet disagrees with the ledger.
+type Drift struct {
+	SellerID       string `json:"seller_id"`
+	Currency       string `json:"currency"`
+	PendingMinor   int64  `json:"pending_minor"`
+	AvailableMinor int64  `json:"available_minor"`
+	// WalletMinor is pending + available; LedgerMinor is the credit balance
+	// of seller_payable:<seller> in the currency. Either side is 0 when it
+	// has no record at all (Missing says which).
+	WalletMinor int64  `json:"wallet_minor"`
+	LedgerMinor int64  `json:"ledger_minor"`
+	Missing     string `json:"missing,omitempty"` // "wallet", "ledger" or ""
+}
