@@ -48,6 +48,10 @@ type ConsumerSpec struct {
 	Name    string
 	Stream  string
 	Handler HandlerFunc
+	// AfterCommit, if set, runs after the handler's transaction committed
+	// and before the ack (not for duplicates): the place for in-process
+	// wake-up hints to loops that will read what the handler wrote.
+	AfterCommit func(Delivery)
 }
 
 // RunnerConfig configures a Runner.
@@ -190,6 +194,9 @@ func (r *Runner) handlerFor(spec ConsumerSpec) message.NoPublishHandlerFunc {
 		}
 		if applied {
 			r.count(spec.Name, "applied")
+			if spec.AfterCommit != nil {
+				spec.AfterCommit(d)
+			}
 		} else {
 			r.count(spec.Name, "duplicate")
 		}
