@@ -21,6 +21,10 @@
 //	| PAYPIPE_INBOX_RETENTION   | 40d                            | How long inbox rows are kept. Must be at least 37d (stream MaxAge 7d + DLQ MaxAge 30d): a message can come back that late, and only the inbox stops it being applied twice. |
 //	| PAYPIPE_DUPLICATE_WINDOW  | 30m                            | JetStream Nats-Msg-Id deduplication window of every stream (at most 7d). |
 //	| PAYPIPE_LOG_LEVEL         | info                           | debug, info, warn or error (slog levels; e.g. warn+2 also works). |
+//	| PAYPIPE_PSP_URL           | empty: embedded PSP simulator  | Base URL of the PSP API (`paypipe pspsim` or a real PSP adapter's). Empty runs the PSP simulator in-process, with credentials generated at start. |
+//	| PAYPIPE_PSP_API_KEY       | (required with PAYPIPE_PSP_URL) | paypipe's API key at the PSP. |
+//	| PAYPIPE_PSP_WEBHOOK_SECRETS | (required with PAYPIPE_PSP_URL) | Comma-separated secrets that verify PSP-Signature (two during a rotation), at least 16 characters each. |
+//	| PAYPIPE_PSPSIM_ADDR       | 127.0.0.1:8090                 | Listen address of the embedded PSP simulator (hosted payment pages are served there). |
 //
 // Durations take Go syntax (90s, 2h30m) plus a whole-day suffix (40d).
 package config
@@ -30,6 +34,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -48,12 +53,17 @@ const (
 	EnvInboxRetention  = "PAYPIPE_INBOX_RETENTION"
 	EnvDuplicateWindow = "PAYPIPE_DUPLICATE_WINDOW"
 	EnvLogLevel        = "PAYPIPE_LOG_LEVEL"
+	EnvPSPURL          = "PAYPIPE_PSP_URL"
+	EnvPSPAPIKey       = "PAYPIPE_PSP_API_KEY"
+	EnvPSPSecrets      = "PAYPIPE_PSP_WEBHOOK_SECRETS"
+	EnvPSPSimAddr      = "PAYPIPE_PSPSIM_ADDR"
 )
 
 // Defaults and limits.
 const (
 	DefaultDataDir         = ".data"
 	DefaultHTTPAddr        = "127.0.0.1:8080"
+	DefaultPSPSimAddr      = "127.0.0.1:8090"
 	DefaultOutboxRetention = 24 * time.Hour
 	DefaultDuplicateWindow = 30 * time.Minute
 
@@ -88,7 +98,15 @@ type Config struct {
 	// LogLevelSet reports whether PAYPIPE_LOG_LEVEL was given, so commands
 	// with their own quieter default (demo) know whether to apply it.
 	LogLevelSet bool
+	// PSPURL is empty when paypipe runs the PSP simulator in-process.
+	PSPURL            string
+	PSPAPIKey         string
+	PSPWebhookSecrets []string
+	PSPSimAddr        string
 }
+
+// EmbeddedPSP reports whether paypipe runs the PSP simulator itself.
+func (c Config) EmbeddedPSP() bool { return c.PSPURL == "" }
 
 // Embedded reports whether paypipe runs its own nats-server.
 func (c Config) Embedded() bool { return c.NATSURL == "" }
@@ -106,6 +124,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		InboxRetention:  DefaultInboxRetention,
 		DuplicateWindow: DefaultDuplicateWindow,
 		LogLevel:        slog.LevelInfo,
+		PSPURL:          get(EnvPSPURL),
+		PSPAPIKey:       get(EnvPSPAPIKey),
+		PSPSimAddr:      DefaultPSPSimAddr,
 	}
 	var errs []error
 	bad := func(k, v, why string) { errs = append(errs, fmt.Errorf("%s=%q: %s", k, v, why)) }
@@ -171,6 +192,34 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 
+	if v := get(EnvPSPSimAddr); v != "" {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			bad(EnvPSPSimAddr, v, "want host:port")
+		} else {
+			c.PSPSimAddr = v
+		}
+	}
+	if v := get(EnvPSPSecrets); v != "" {
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			if len(s) < 16 {
+				bad(EnvPSPSecrets, "(redacted)", "each secret needs at least 16 characters")
+				break
+			}
+			c.PSPWebhookSecrets = append(c.PSPWebhookSecrets, s)
+		}
+	}
+	if c.PSPURL != "" {
+		if u, err := url.Parse(c.PSPURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(EnvPSPURL, c.PSPURL, "want an absolute http(s) URL")
+		}
+		if c.PSPAPIKey == "" {
+			bad(EnvPSPAPIKey, "", "required when "+EnvPSPURL+" is set")
+		}
+		if len(c.PSPWebhookSecrets) == 0 {
+			bad(EnvPSPSecrets, "", "required when "+EnvPSPURL+" is set")
+		}
+	}
 	if v := get(EnvLogLevel); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			bad(EnvLogLevel, v, "want debug, info, warn or error")

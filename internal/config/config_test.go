@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -32,8 +33,9 @@ func TestDefaults(t *testing.T) {
 		InboxRetention:  40 * 24 * time.Hour,
 		DuplicateWindow: 30 * time.Minute,
 		LogLevel:        slog.LevelInfo,
+		PSPSimAddr:      "127.0.0.1:8090",
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
 	}
 	if !c.Embedded() {
@@ -131,5 +133,28 @@ func TestParseDuration(t *testing.T) {
 	}
 	if FormatDuration(37*24*time.Hour) != "37d" || FormatDuration(90*time.Minute) != "1h30m0s" {
 		t.Error("FormatDuration")
+	}
+}
+
+func TestPSPConfig(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	c, err := FromEnv(env(nil))
+	if err != nil || !c.EmbeddedPSP() {
+		t.Fatalf("no PSP URL must mean the embedded simulator: %+v %v", c, err)
+	}
+	if _, err := FromEnv(env(map[string]string{EnvPSPURL: "http://psp.example:8090"})); err == nil ||
+		!strings.Contains(err.Error(), EnvPSPAPIKey) || !strings.Contains(err.Error(), EnvPSPSecrets) {
+		t.Fatalf("an external PSP without key and secrets: %v", err)
+	}
+	if _, err := FromEnv(env(map[string]string{EnvPSPSecrets: "short"})); err == nil || strings.Contains(err.Error(), "short") {
+		t.Fatalf("short secret must be refused without echoing it: %v", err)
+	}
+	c, err = FromEnv(env(map[string]string{EnvPSPURL: "https://psp.example", EnvPSPAPIKey: "k",
+		EnvPSPSecrets: "0123456789abcdef, fedcba9876543210"}))
+	if err != nil || c.EmbeddedPSP() || len(c.PSPWebhookSecrets) != 2 {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if _, err := FromEnv(env(map[string]string{EnvPSPURL: "ftp://x", EnvPSPAPIKey: "k", EnvPSPSecrets: "0123456789abcdef"})); err == nil {
+		t.Fatal("ftp URL accepted")
 	}
 }

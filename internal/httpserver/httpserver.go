@@ -55,6 +55,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Checks decide /readyz.
 	Checks []Check
+	// App, if set, serves every path the operational routes do not (the
+	// payment API, the demo shop).
+	App    http.Handler
 	Logger *slog.Logger
 }
 
@@ -116,6 +119,9 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	if s.cfg.App != nil {
+		mux.Handle("/", s.cfg.App)
+	}
 	return mux
 }
 
