@@ -18,7 +18,6 @@ const (
 	StreamPayouts  = "PAYOUTS"
 	StreamRecon    = "RECON"
 	StreamDLQ      = "DLQ"
-	StreamDemo     = "DEMO"
 )
 
 // StreamOptions are the knobs operators may turn; every field has a safe default.
@@ -66,7 +65,6 @@ var streamSubjects = []struct{ name, prefix string }{
 	{StreamPayouts, "payouts"},
 	{StreamRecon, "recon"},
 	{StreamDLQ, "dlq"},
-	{StreamDemo, "demo"},
 }
 
 // Streams returns the configuration of every stream. All are file-backed
@@ -159,7 +157,6 @@ func DurableConsumer(stream, name, description string, filters []string, o Consu
 // Durable consumer names. Each is also the consumer's inbox key, so a name
 // must never be reused for a different purpose.
 const (
-	DemoConsumer                = "demo-projector"
 	ExecutorCheckoutsConsumer   = "executor-checkouts"
 	PaymentRegistrationConsumer = "payment-registrations"
 	LedgerPaymentsConsumer      = "ledger-payments"
@@ -171,8 +168,6 @@ const (
 // Consumers returns every durable consumer paypipe declares.
 func Consumers(o ConsumerOptions) []Consumer {
 	return []Consumer{
-		DurableConsumer(StreamDemo, DemoConsumer, "demo: projects demo.order.placed into order totals",
-			[]string{"demo.order.placed"}, o),
 		DurableConsumer(StreamPayments, ExecutorCheckoutsConsumer, "executor: registers or charges new checkouts at the PSP",
 			[]string{SubjectCheckoutCreated}, o),
 		DurableConsumer(StreamPayments, PaymentRegistrationConsumer, "payment: applies the PSP's answer reported by executor",

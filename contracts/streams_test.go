@@ -25,7 +25,7 @@ func TestDeclareIdempotent(t *testing.T) {
 	if err := contracts.Declare(ctx, js, so, contracts.ConsumerOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, "demo.order.placed", []byte(`{}`), jetstream.WithMsgID("m1")); err != nil {
+	if _, err := js.Publish(ctx, contracts.SubjectCheckoutCreated, []byte(`{}`), jetstream.WithMsgID("m1")); err != nil {
 		t.Fatal(err)
 	}
 	if err := contracts.Declare(ctx, js, so, contracts.ConsumerOptions{}); err != nil {
@@ -43,8 +43,8 @@ func TestDeclareIdempotent(t *testing.T) {
 		if info.Config.Duplicates != 10*time.Minute || info.Config.Storage != jetstream.FileStorage || !info.Config.AllowAtomicPublish {
 			t.Errorf("%s: duplicates=%s storage=%v atomic=%v", want.Name, info.Config.Duplicates, info.Config.Storage, info.Config.AllowAtomicPublish)
 		}
-		if want.Name == contracts.StreamDemo && info.State.Msgs != 1 {
-			t.Errorf("DEMO holds %d messages after re-declare, want 1", info.State.Msgs)
+		if want.Name == contracts.StreamPayments && info.State.Msgs != 1 {
+			t.Errorf("%s holds %d messages after re-declare, want 1", want.Name, info.State.Msgs)
 		}
 	}
 	for _, c := range contracts.Consumers(contracts.ConsumerOptions{}) {

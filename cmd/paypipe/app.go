@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,8 @@ import (
 	"github.com/paypipe/paypipe/internal/natsserver"
 	"github.com/paypipe/paypipe/internal/pg"
 	"github.com/paypipe/paypipe/outbox"
+	"github.com/paypipe/paypipe/services/executor"
+	"github.com/paypipe/paypipe/services/pspsim"
 )
 
 // appOptions configure an app.
@@ -35,6 +38,9 @@ type appOptions struct {
 	natsStoreDir string
 	// sweepEvery is the sweeper's interval; default one minute.
 	sweepEvery time.Duration
+	// executor tunes the executor's loops (zero: its defaults); tests
+	// compress its timeouts and polling.
+	executor executor.Config
 }
 
 // app is one paypipe process: the database pool, the broker connection (and
@@ -60,6 +66,12 @@ type app struct {
 	metrics *outbox.Metrics
 	http    *httpserver.Server
 	relays  map[string]*outbox.Relay
+	// api serves the services' HTTP APIs; it answers 503 until every
+	// service is built, since the listener must exist before the embedded
+	// PSP (which needs paypipe's address for its webhooks) can start.
+	api *lazyHandler
+	// sim is the embedded PSP simulator (nil with PAYPIPE_PSP_URL).
+	sim *embeddedPSP
 
 	loops    context.Context // lifetime of the background loops
 	cancel   context.CancelFunc
@@ -104,7 +116,11 @@ func (a *app) Start(ctx context.Context) (err error) {
 	if err := pg.CheckDurability(ctx, a.pool); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
-	if err := migrate.Up(ctx, a.pool, a.log, schemasOf(a.opts.services)...); err != nil {
+	schemas := schemasOf(a.opts.services)
+	if a.wantsEmbeddedPSP() {
+		schemas = append(schemas, pspsim.Schema())
+	}
+	if err := migrate.Up(ctx, a.pool, a.log, schemas...); err != nil {
 		return err
 	}
 	if err := a.connectNATS(ctx); err != nil {
@@ -128,7 +144,42 @@ func (a *app) Start(ctx context.Context) (err error) {
 
 	// Loops outlive Start's context: Stop ends them.
 	a.loops, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+
+	a.api = &lazyHandler{}
+	a.http, err = httpserver.New(httpserver.Config{
+		Addr: cfg.HTTPAddr, Registry: a.reg, Logger: a.log, App: a.api,
+		Checks: []httpserver.Check{httpserver.PostgresCheck(a.pool), httpserver.NATSCheck(a.nc)},
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.http.Start(); err != nil {
+		return err
+	}
+	a.wg.Go(func() {
+		select {
+		case <-a.http.Done():
+			if err := a.http.Err(); err != nil {
+				a.fail(fmt.Errorf("http server: %w", err))
+			}
+		case <-a.loops.Done():
+		}
+	})
+
+	d := deps{pool: a.pool, log: a.log, cfg: cfg, reg: a.reg, webhookSecrets: cfg.PSPWebhookSecrets, executorCfg: a.opts.executor}
+	if a.wantsEmbeddedPSP() {
+		if a.sim, err = startEmbeddedPSP(a.pool, a.log, cfg.PSPSimAddr, "http://"+a.http.Addr()+"/v1/psp/webhooks"); err != nil {
+			return err
+		}
+		a.goLoop("pspsim", a.sim.sim.Run)
+		d.webhookSecrets = []string{a.sim.webhookSecret}
+	}
+	if d.psp, err = a.pspClient(); err != nil {
+		return err
+	}
+
 	var runners []*outbox.Runner
+	var handler http.Handler
 	for _, s := range a.opts.services {
 		relay, err := outbox.NewRelay(outbox.RelayConfig{
 			Store: s.store(), Pool: a.pool, Conn: a.nc,
@@ -150,14 +201,30 @@ func (a *app) Start(ctx context.Context) (err error) {
 		}
 		a.goLoop("sweeper "+s.name, sw.Run)
 
-		if len(s.consumers) == 0 {
+		sd := d
+		sd.log = a.log.With("service", s.name)
+		sd.wakeRelay = relay.Wake
+		inst, err := s.build(sd)
+		if err != nil {
+			return fmt.Errorf("service %s: %w", s.name, err)
+		}
+		if inst.run != nil {
+			a.goLoop(s.name, inst.run)
+		}
+		if inst.handler != nil {
+			if handler != nil {
+				return fmt.Errorf("service %s: a second HTTP API (one per process)", s.name)
+			}
+			handler = inst.handler
+		}
+		if len(inst.consumers) == 0 {
 			continue
 		}
 		runner, err := outbox.NewRunner(outbox.RunnerConfig{Store: s.store(), Pool: a.pool, Conn: a.nc, Metrics: a.metrics, Logger: a.log})
 		if err != nil {
 			return err
 		}
-		for _, c := range s.consumers {
+		for _, c := range inst.consumers {
 			if err := runner.Add(c); err != nil {
 				return err
 			}
@@ -170,26 +237,15 @@ func (a *app) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-
-	a.http, err = httpserver.New(httpserver.Config{
-		Addr: cfg.HTTPAddr, Registry: a.reg, Logger: a.log,
-		Checks: []httpserver.Check{httpserver.PostgresCheck(a.pool), httpserver.NATSCheck(a.nc)},
-	})
-	if err != nil {
-		return err
-	}
-	if err := a.http.Start(); err != nil {
-		return err
-	}
-	a.wg.Go(func() {
-		select {
-		case <-a.http.Done():
-			if err := a.http.Err(); err != nil {
-				a.fail(fmt.Errorf("http server: %w", err))
-			}
-		case <-a.loops.Done():
+	var demo http.Handler
+	if handler != nil && a.sim != nil {
+		// The demo shop, in test mode only (embedded PSP simulator), on a
+		// process that serves the payment API it calls.
+		if demo, err = a.demoShop(ctx); err != nil {
+			return err
 		}
-	})
+	}
+	a.api.set(a.routes(handler, demo))
 	a.log.Info("paypipe started", "services", serviceNames(a.opts.services), "nats", a.natsURL(),
 		"embedded_nats", a.ns != nil, "relay_mode", cfg.RelayMode.String(), "http", a.http.Addr())
 	return nil
@@ -334,6 +390,11 @@ func (a *app) Stop(ctx context.Context) error {
 		case <-done:
 		case <-ctx.Done():
 			errs = append(errs, fmt.Errorf("background loops did not stop in time: %w", ctx.Err()))
+		}
+		if a.sim != nil {
+			if err := a.sim.stop(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if a.nc != nil {
 			a.nc.Close()

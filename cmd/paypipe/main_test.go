@@ -33,9 +33,10 @@ func freshEnv(t *testing.T) map[string]string {
 	t.Helper()
 	_, url := testenv.DB(t)
 	return map[string]string{
-		"DATABASE_URL":      url,
-		"PAYPIPE_DATA_DIR":  t.TempDir(),
-		"PAYPIPE_HTTP_ADDR": "127.0.0.1:0",
+		"DATABASE_URL":        url,
+		"PAYPIPE_DATA_DIR":    t.TempDir(),
+		"PAYPIPE_HTTP_ADDR":   "127.0.0.1:0",
+		"PAYPIPE_PSPSIM_ADDR": "127.0.0.1:0",
 	}
 }
 
@@ -72,7 +73,8 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		{"outbox", "status", "--schema", "nosuch"},
 		{"outbox", "redrive"},
 		{"outbox", "redrive", "--since", "yesterday"},
-		{"demo", "--orders", "0"},
+		{"demo", "--timeout", "0s"},
+		{"demo", "extra"},
 	} {
 		r := paypipe(t, nil, args...)
 		if r.code != exitUsage || !strings.HasPrefix(r.stderr, "paypipe: ") {

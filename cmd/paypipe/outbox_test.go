@@ -7,10 +7,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paypipe/paypipe/contracts"
 	"github.com/paypipe/paypipe/internal/testenv"
 	"github.com/paypipe/paypipe/outbox"
-	"github.com/paypipe/paypipe/services/demo"
+	"github.com/paypipe/paypipe/services/payment"
 )
+
+// writeCheckoutEvents writes n payments.checkout.created rows into store's
+// outbox, each in its own transaction as payment would: the outbox commands
+// only see rows, so the rows need no checkout behind them.
+func writeCheckoutEvents(t *testing.T, ctx context.Context, pool *pgxpool.Pool, store outbox.Store, n int) {
+	t.Helper()
+	for range n {
+		id := uuid.NewString()
+		payload, err := json.Marshal(contracts.CheckoutCreated{CheckoutID: id, Currency: "EUR", AmountMinor: 100, Mode: contracts.ModeDirect})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			return store.Write(ctx, tx, &outbox.Message{
+				Subject: contracts.SubjectCheckoutCreated, Type: contracts.TypeOf(contracts.SubjectCheckoutCreated),
+				Source: contracts.SourcePayment, AggregateID: id, AggregateVersion: 1, Payload: payload,
+			})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 func TestOutboxStatus(t *testing.T) {
 	t.Parallel()
@@ -30,11 +57,17 @@ func TestOutboxStatus(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil {
 		t.Fatalf("%v\n%s", err, r.stdout)
 	}
-	if len(sts) != 1 || sts[0] != (outbox.Status{Schema: "demo"}) {
-		t.Fatalf("empty outbox: %+v", sts)
+	svcs := registry()
+	if len(sts) != len(svcs) {
+		t.Fatalf("statuses of %d schemas, want %d: %+v", len(sts), len(svcs), sts)
 	}
-	r = paypipe(t, vars, "outbox", "status", "--schema", "demo")
-	if r.code != exitOK || !strings.Contains(r.stdout, "BACKLOG") || !strings.Contains(r.stdout, "demo") {
+	for i, s := range svcs {
+		if sts[i] != (outbox.Status{Schema: s.store().Schema()}) {
+			t.Errorf("empty outbox of %s: %+v", s.name, sts[i])
+		}
+	}
+	r = paypipe(t, vars, "outbox", "status", "--schema", "payment")
+	if r.code != exitOK || !strings.Contains(r.stdout, "BACKLOG") || !strings.Contains(r.stdout, "payment") || strings.Contains(r.stdout, "ledger") {
 		t.Fatalf("outbox status (text): %+v", r)
 	}
 }
@@ -54,23 +87,21 @@ func TestOutboxRedriveRefusesTheFuture(t *testing.T) {
 func TestOutboxRedrive(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, url := testenv.Migrated(t, demo.Schema())
+	// Every schema, since a redrive without --schema visits them all.
+	pool, url := testenv.Migrated(t, schemasOf(registry())...)
 	vars := map[string]string{"DATABASE_URL": url}
-	for range 3 {
-		if _, _, err := demo.PlaceOrder(ctx, pool, "ada", 100, "EUR"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Two rows published an hour ago, one still pending.
-	if _, err := pool.Exec(ctx, `UPDATE demo.outbox SET published_at = now() WHERE id IN (SELECT id FROM demo.outbox ORDER BY id LIMIT 2)`); err != nil {
+	store := payment.Schema().Store
+	writeCheckoutEvents(t, ctx, pool, store, 3)
+	// Two rows published (no relay runs here), one still pending.
+	if _, err := pool.Exec(ctx, `UPDATE payment.outbox SET published_at = now() WHERE id IN (SELECT id FROM payment.outbox ORDER BY id LIMIT 2)`); err != nil {
 		t.Fatal(err)
 	}
-	r := paypipe(t, vars, "outbox", "redrive", "--since", "1h", "--schema", "demo")
-	if r.code != exitOK || !strings.Contains(r.stdout, "demo: re-queued 2 rows") {
+	r := paypipe(t, vars, "outbox", "redrive", "--since", "1h", "--schema", "payment")
+	if r.code != exitOK || !strings.Contains(r.stdout, "payment: re-queued 2 rows") {
 		t.Fatalf("redrive: %+v", r)
 	}
 	var pending int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM demo.outbox WHERE published_at IS NULL`).Scan(&pending); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM payment.outbox WHERE published_at IS NULL`).Scan(&pending); err != nil {
 		t.Fatal(err)
 	}
 	if pending != 3 {
@@ -79,6 +110,11 @@ func TestOutboxRedrive(t *testing.T) {
 	r = paypipe(t, vars, "outbox", "redrive", "--since", time.Now().Add(-time.Minute).Format(time.RFC3339))
 	if r.code != exitOK || !strings.Contains(r.stdout, "re-queued 0 rows in total") {
 		t.Fatalf("second redrive: %+v", r)
+	}
+	for _, s := range registry() {
+		if !strings.Contains(r.stdout, s.store().Schema()+": re-queued 0 rows") {
+			t.Errorf("second redrive did not visit %s: %s", s.name, r.stdout)
+		}
 	}
 }
 

@@ -12,8 +12,9 @@ import (
 	"github.com/paypipe/paypipe/internal/testenv"
 )
 
-// TestServe starts `paypipe serve` in-process, checks its endpoints, then
-// cancels its context as SIGTERM would and expects a clean exit.
+// TestServe starts `paypipe serve` (every service, the embedded broker and
+// PSP simulator) in-process, checks its endpoints, then cancels its context
+// as SIGTERM would and expects a clean exit.
 func TestServe(t *testing.T) {
 	t.Parallel()
 	vars := freshEnv(t)
@@ -22,7 +23,7 @@ func TestServe(t *testing.T) {
 	var out, errb lockedBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "demo"}, func(k string) string { return vars[k] }, &out, &errb)
+		done <- run(ctx, []string{"serve"}, func(k string) string { return vars[k] }, &out, &errb)
 	}()
 
 	addrRE := regexp.MustCompile(`http://(127\.0\.0\.1:\d+)/metrics`)
@@ -39,10 +40,18 @@ func TestServe(t *testing.T) {
 		}
 		return false, nil
 	})
-	for path, want := range map[string]string{
-		"/readyz":  `"status":"ready"`,
-		"/healthz": `"status":"ok"`,
-		"/metrics": `paypipe_outbox_backlog{schema="demo"} 0`,
+	if !strings.Contains(out.String(), "serving "+serviceNames(registry())+" ") {
+		t.Errorf("serve did not name every service: %s", out.String())
+	}
+	for path, want := range map[string]struct {
+		code int
+		body string
+	}{
+		"/readyz":  {http.StatusOK, `"status":"ready"`},
+		"/healthz": {http.StatusOK, `"status":"ok"`},
+		"/metrics": {http.StatusOK, `paypipe_outbox_backlog{schema="payment"} 0`},
+		// The payment API is mounted and asks for a key.
+		"/v1/checkouts": {http.StatusUnauthorized, `"status":401`},
 	} {
 		resp, err := http.Get(base + path)
 		if err != nil {
@@ -50,8 +59,8 @@ func TestServe(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
-			t.Errorf("%s: %d %s; want 200 containing %s", path, resp.StatusCode, body, want)
+		if resp.StatusCode != want.code || !strings.Contains(string(body), want.body) {
+			t.Errorf("%s: %d %s; want %d containing %s", path, resp.StatusCode, body, want.code, want.body)
 		}
 	}
 

@@ -1,20 +1,59 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"net/http"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paypipe/paypipe/internal/config"
 	"github.com/paypipe/paypipe/internal/migrate"
 	"github.com/paypipe/paypipe/outbox"
-	"github.com/paypipe/paypipe/services/demo"
+	"github.com/paypipe/paypipe/services/executor"
+	"github.com/paypipe/paypipe/services/ledger"
+	"github.com/paypipe/paypipe/services/payment"
+	"github.com/paypipe/paypipe/services/psp"
+	"github.com/paypipe/paypipe/services/wallet"
 )
 
-// service is what the binary needs to know to run one service: its schema
-// (migrations, outbox, inbox) and its consumers. Services are registered here
-// rather than discovering themselves, so the binary's contents are explicit.
-type service struct {
-	name      string
-	schema    migrate.Schema
+// deps are what a service may need to run. Services get them at build
+// time, after migrations and the broker connection, so a service package
+// never reaches for global state.
+type deps struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	cfg  config.Config
+	psp  psp.Client
+	reg  prometheus.Registerer
+	// wakeRelay hints the service's own relay that rows were committed.
+	wakeRelay func()
+	// webhookSecrets verify the PSP's webhooks.
+	webhookSecrets []string
+	// executorCfg is the executor's configuration before wiring (zero: defaults).
+	executorCfg executor.Config
+}
+
+// instance is a built service: its consumers, its background loops (nil if
+// none) and its HTTP API (nil if none), mounted on paypipe's HTTP server.
+type instance struct {
 	consumers []outbox.ConsumerSpec
+	run       func(context.Context) error
+	handler   http.Handler
+}
+
+// service is what the binary needs to know to run one service: its schema
+// (migrations, outbox, inbox) and how to build it. Services are registered
+// here rather than discovering themselves, so the binary's contents are
+// explicit.
+type service struct {
+	name   string
+	schema migrate.Schema
+	build  func(deps) (instance, error)
+	// needsPSP marks services that call the PSP, so the app knows to provide one.
+	needsPSP bool
 }
 
 func (s service) store() outbox.Store { return s.schema.Store }
@@ -22,7 +61,28 @@ func (s service) store() outbox.Store { return s.schema.Store }
 // registry lists every service the binary can run, in start-up order.
 func registry() []service {
 	return []service{
-		{name: "demo", schema: demo.Schema(), consumers: []outbox.ConsumerSpec{demo.Consumer()}},
+		{name: "payment", schema: payment.Schema(), build: func(d deps) (instance, error) {
+			svc, err := payment.New(payment.Config{Webhook: payment.WebhookConfig{Secrets: d.webhookSecrets}}, d.pool, d.log)
+			if err != nil {
+				return instance{}, err
+			}
+			return instance{consumers: svc.Consumers(), run: svc.Run, handler: svc.Handler()}, nil
+		}},
+		{name: "executor", schema: executor.Schema(), needsPSP: true, build: func(d deps) (instance, error) {
+			cfg := d.executorCfg
+			cfg.WakeRelay, cfg.Registerer = d.wakeRelay, d.reg
+			ex, err := executor.New(cfg, d.pool, d.psp, d.log)
+			if err != nil {
+				return instance{}, err
+			}
+			return instance{consumers: ex.Consumers(), run: ex.Run}, nil
+		}},
+		{name: "ledger", schema: ledger.Schema(), build: func(d deps) (instance, error) {
+			return instance{consumers: ledger.Consumers(ledger.WithLogger(d.log))}, nil
+		}},
+		{name: "wallet", schema: wallet.Schema(), build: func(d deps) (instance, error) {
+			return instance{consumers: wallet.Consumers(wallet.WithLogger(d.log))}, nil
+		}},
 	}
 }
 

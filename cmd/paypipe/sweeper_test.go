@@ -9,31 +9,28 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/paypipe/paypipe/internal/testenv"
-	"github.com/paypipe/paypipe/services/demo"
+	"github.com/paypipe/paypipe/services/payment"
 )
 
 func TestSweeperDeletesOnlyExpiredRows(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	pool, _ := testenv.Migrated(t, demo.Schema())
-	for range 3 {
-		if _, _, err := demo.PlaceOrder(ctx, pool, "ada", 100, "EUR"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	schema := payment.Schema()
+	pool, _ := testenv.Migrated(t, schema)
+	writeCheckoutEvents(t, ctx, pool, schema.Store, 3)
 	// Row 1: published long ago (expired). Row 2: published just now. Row 3: pending.
-	if _, err := pool.Exec(ctx, `UPDATE demo.outbox SET published_at = CASE WHEN id = (SELECT min(id) FROM demo.outbox)
-THEN now() - interval '2 days' ELSE now() END WHERE id < (SELECT max(id) FROM demo.outbox)`); err != nil {
+	if _, err := pool.Exec(ctx, `UPDATE payment.outbox SET published_at = CASE WHEN id = (SELECT min(id) FROM payment.outbox)
+THEN now() - interval '2 days' ELSE now() END WHERE id < (SELECT max(id) FROM payment.outbox)`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, `INSERT INTO demo.inbox (consumer, msg_id, subject, processed_at) VALUES
+	if _, err := pool.Exec(ctx, `INSERT INTO payment.inbox (consumer, msg_id, subject, processed_at) VALUES
 ('c', $1, 's', now() - interval '50 days'), ('c', $2, 's', now())`, uuid.New(), uuid.New()); err != nil {
 		t.Fatal(err)
 	}
 	passes := make(chan [2]int64, 100)
 	sw, err := newSweeper(sweeperConfig{
-		Store: demo.Store, Pool: pool, Interval: 10 * time.Millisecond,
+		Store: schema.Store, Pool: pool, Interval: 10 * time.Millisecond,
 		OutboxRetention: 24 * time.Hour, InboxRetention: 40 * 24 * time.Hour,
 		afterPass: func(o, i int64) { passes <- [2]int64{o, i} },
 	})
@@ -43,15 +40,25 @@ THEN now() - interval '2 days' ELSE now() END WHERE id < (SELECT max(id) FROM de
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = sw.Run(runCtx) })
-	first := <-passes
-	second := <-passes
+	next := func() [2]int64 {
+		t.Helper()
+		select {
+		case p := <-passes:
+			return p
+		case <-ctx.Done():
+			t.Fatal("no sweeper pass before the test's deadline")
+			return [2]int64{}
+		}
+	}
+	first := next()
+	second := next()
 	stop()
 	wg.Wait()
 	if first != [2]int64{1, 1} || second != [2]int64{0, 0} {
 		t.Fatalf("passes deleted %v then %v; want [1 1] then [0 0]", first, second)
 	}
 	var outboxRows, inboxRows int
-	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM demo.outbox), (SELECT count(*) FROM demo.inbox)`).Scan(&outboxRows, &inboxRows); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM payment.outbox), (SELECT count(*) FROM payment.inbox)`).Scan(&outboxRows, &inboxRows); err != nil {
 		t.Fatal(err)
 	}
 	if outboxRows != 2 || inboxRows != 1 {

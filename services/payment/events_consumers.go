@@ -56,6 +56,10 @@ func (e *eventSide) consumers() []outbox.ConsumerSpec {
 // registered (hosted page ready, or a direct charge's result), resolved (a
 // poll found the final status) or rejected (the PSP refused the payment).
 func (e *eventSide) handleRegistration(ctx context.Context, tx pgx.Tx, d outbox.Delivery) error {
+	if d.Type != contracts.TypeOf(d.Subject) {
+		// A future version on the same subject must not be decoded as v1.
+		return fmt.Errorf("%w: %s has type %q, this consumer reads %q", ErrInvalidEvent, d.Subject, d.Type, contracts.TypeOf(d.Subject))
+	}
 	var r pspReport
 	switch d.Subject {
 	case contracts.SubjectCheckoutRegistered, contracts.SubjectCheckoutResolved:

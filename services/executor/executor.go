@@ -1,0 +1,308 @@
+package executor
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paypipe/paypipe/contracts"
+	"github.com/paypipe/paypipe/internal/migrate"
+	"github.com/paypipe/paypipe/outbox"
+	"github.com/paypipe/paypipe/services/psp"
+)
+
+// Store is the executor schema's outbox and inbox. Run the executor's
+// consumers on a Runner with this Store, and a relay on it.
+var Store = outbox.MustStore("executor")
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Schema is the executor's migrations: the outbox and inbox tables, then
+// migrations/*.sql (executor.attempts).
+func Schema() migrate.Schema {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err) // the embed pattern above guarantees the directory
+	}
+	return migrate.Schema{Store: Store, SQL: sub}
+}
+
+// Config configures an Executor. Zero values get the defaults documented on
+// each field; negative durations and counts are errors.
+type Config struct {
+	// BatchSize is the most rows one registrar or resolver claim takes:
+	// default 50, at most 1000.
+	BatchSize int
+	// Concurrency bounds the PSP calls in flight, per loop: default 8.
+	Concurrency int
+	// PollInterval is how often an idle registrar looks for due attempts:
+	// default 100ms. Polling is what correctness relies on; the consumer's
+	// wake-up is a hint.
+	PollInterval time.Duration
+	// CallTimeout bounds each PSP call (create, lookup, get): default 10s.
+	// A call that hits it has an unknown outcome.
+	CallTimeout time.Duration
+	// Lease is how long a claimed attempt is protected from other registrars
+	// (and a claimed poll from other resolvers): default 1m. It must exceed
+	// two calls (lookup then create) plus the result's commit, so it must be
+	// more than 2×CallTimeout. After it, another registrar may retry the
+	// checkout with the same idempotency key.
+	Lease time.Duration
+	// BackoffBase and BackoffMax shape the delay after an unknown outcome:
+	// BackoffBase doubling per attempt, capped at BackoffMax, with jitter
+	// (defaults 1s and 5m). A 429's Retry-After is honoured when longer.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// LookupAfter is the number of attempts after which each further
+	// attempt first asks the PSP (FindByReference) whether the payment
+	// exists: default 3.
+	LookupAfter int
+	// GiveUpAfter bounds, from the checkout's arrival (or an operator's
+	// RetryStuck), how long unknown outcomes are retried: default 24h. After
+	// it the attempt is marked stuck for an operator, never failed: the
+	// buyer may have been charged.
+	GiveUpAfter time.Duration
+
+	// ResolveAfter is the delay from registration to the resolver's first
+	// poll of a payment whose status is not final: default 60s.
+	ResolveAfter time.Duration
+	// ResolveMaxInterval caps the resolver's exponential backoff between
+	// polls of one payment: default 10m.
+	ResolveMaxInterval time.Duration
+	// ResolveHorizon is how long after registration the resolver keeps
+	// polling a payment that never becomes final: default 48h.
+	ResolveHorizon time.Duration
+	// ResolvePollInterval is how often an idle resolver looks for due polls:
+	// default 1s.
+	ResolvePollInterval time.Duration
+
+	// WakeRelay, if set, is called after every commit that wrote events
+	// (e.g. the executor relay's Relay.Wake): a hint, never required.
+	WakeRelay func()
+	// Registerer receives the executor's metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
+
+	// hooks are test signals; zero in production.
+	hooks hooks
+}
+
+type hooks struct {
+	afterRegistrarPass func()
+	afterResolverPass  func()
+}
+
+const (
+	maxBatchSize   = 1000
+	maxConcurrency = 256
+	// maxRetryAfter bounds how far a PSP's Retry-After can push an attempt,
+	// so a malformed header cannot park a checkout for days.
+	maxRetryAfter = time.Hour
+)
+
+func (c Config) withDefaults() (Config, error) {
+	var errs []error
+	for name, d := range map[string]time.Duration{
+		"PollInterval": c.PollInterval, "CallTimeout": c.CallTimeout, "Lease": c.Lease,
+		"BackoffBase": c.BackoffBase, "BackoffMax": c.BackoffMax, "GiveUpAfter": c.GiveUpAfter,
+		"ResolveAfter": c.ResolveAfter, "ResolveMaxInterval": c.ResolveMaxInterval,
+		"ResolveHorizon": c.ResolveHorizon, "ResolvePollInterval": c.ResolvePollInterval,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s %s is negative", name, d))
+		}
+	}
+	if c.BatchSize < 0 || c.Concurrency < 0 || c.LookupAfter < 0 {
+		errs = append(errs, errors.New("BatchSize, Concurrency and LookupAfter must not be negative"))
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("executor: config: %w", errors.Join(errs...))
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 50
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 8
+	}
+	if c.LookupAfter == 0 {
+		c.LookupAfter = 3
+	}
+	def(&c.PollInterval, 100*time.Millisecond)
+	def(&c.CallTimeout, 10*time.Second)
+	def(&c.Lease, time.Minute)
+	def(&c.BackoffBase, time.Second)
+	def(&c.BackoffMax, 5*time.Minute)
+	def(&c.GiveUpAfter, 24*time.Hour)
+	def(&c.ResolveAfter, 60*time.Second)
+	def(&c.ResolveMaxInterval, 10*time.Minute)
+	def(&c.ResolveHorizon, 48*time.Hour)
+	def(&c.ResolvePollInterval, time.Second)
+	if c.BatchSize > maxBatchSize {
+		errs = append(errs, fmt.Errorf("BatchSize %d > %d", c.BatchSize, maxBatchSize))
+	}
+	if c.Concurrency > maxConcurrency {
+		errs = append(errs, fmt.Errorf("Concurrency %d > %d", c.Concurrency, maxConcurrency))
+	}
+	if c.Lease <= 2*c.CallTimeout {
+		errs = append(errs, fmt.Errorf("Lease %s must exceed 2×CallTimeout (%s): a lookup and a create must fit in one lease", c.Lease, 2*c.CallTimeout))
+	}
+	if c.BackoffBase > c.BackoffMax {
+		errs = append(errs, fmt.Errorf("BackoffBase %s > BackoffMax %s", c.BackoffBase, c.BackoffMax))
+	}
+	if c.ResolveAfter > c.ResolveHorizon {
+		errs = append(errs, fmt.Errorf("ResolveAfter %s > ResolveHorizon %s", c.ResolveAfter, c.ResolveHorizon))
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("executor: config: %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// Executor turns payments.checkout.created into PSP payments. Build it with
+// New, run its Consumers on an outbox.Runner over Store, and call Run.
+type Executor struct {
+	cfg     Config
+	pool    *pgxpool.Pool
+	psp     psp.Client
+	log     *slog.Logger
+	metrics *metrics
+	// wake is the consumer's in-process hint to the registrar.
+	wake chan struct{}
+}
+
+// New validates cfg and returns an executor; it starts nothing.
+func New(cfg Config, pool *pgxpool.Pool, client psp.Client, log *slog.Logger) (*Executor, error) {
+	if pool == nil || client == nil {
+		return nil, errors.New("executor: New needs a pool and a PSP client")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Executor{
+		cfg:     cfg,
+		pool:    pool,
+		psp:     client,
+		log:     log.With("component", "executor"),
+		metrics: m,
+		wake:    make(chan struct{}, 1),
+	}, nil
+}
+
+// Consumers returns the executor's consumer: the inbox transaction records
+// each new checkout as a pending attempt. Run it on a Runner whose Store is
+// Store, so the inbox row commits with the attempt it protects.
+func (e *Executor) Consumers() []outbox.ConsumerSpec {
+	return []outbox.ConsumerSpec{{
+		Name:    contracts.ExecutorCheckoutsConsumer,
+		Stream:  contracts.StreamPayments,
+		Handler: e.handleCheckoutCreated,
+		// Woken only once the attempt row is visible; the poll is the
+		// path correctness relies on.
+		AfterCommit: func(outbox.Delivery) { e.wakeRegistrar() },
+	}}
+}
+
+// Run runs the registrar and the resolver until ctx ends, then waits for
+// their PSP calls to return (each is bounded by CallTimeout and by ctx).
+// Errors of one pass (database down) are logged and retried with a bounded
+// backoff; Run returns nil when ctx ends.
+func (e *Executor) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { e.runRegistrar(ctx) })
+	wg.Go(func() { e.runResolver(ctx) })
+	wg.Wait()
+	return nil
+}
+
+// wakeRegistrar asks the registrar to look for due attempts now; it never
+// blocks.
+func (e *Executor) wakeRegistrar() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Executor) wakeRelay() {
+	if e.cfg.WakeRelay != nil {
+		e.cfg.WakeRelay()
+	}
+}
+
+// StatusCounts returns the number of attempts in each status (pending,
+// in_flight, registered, rejected, stuck). Operators watch "stuck": each is
+// a checkout whose PSP outcome is unknown after GiveUpAfter.
+func (e *Executor) StatusCounts(ctx context.Context) (map[string]int64, error) {
+	rows, err := e.pool.Query(ctx, `SELECT status, count(*) FROM executor.attempts GROUP BY status`)
+	if err != nil {
+		return nil, fmt.Errorf("executor: status counts: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var s string
+		var n int64
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, fmt.Errorf("executor: status counts: %w", err)
+		}
+		out[s] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("executor: status counts: %w", err)
+	}
+	return out, nil
+}
+
+// ErrNotStuck is returned by RetryStuck for a checkout that is not stuck.
+var ErrNotStuck = errors.New("executor: checkout is not stuck")
+
+// RetryStuck puts a stuck checkout back in the registrar's queue with a new
+// give-up window, for an operator who has checked the PSP (or fixed what
+// kept it from answering). The retry uses the same idempotency key as every
+// earlier attempt, so a payment the PSP did create is found, not repeated.
+func (e *Executor) RetryStuck(ctx context.Context, checkoutID string) error {
+	id, err := uuid.Parse(checkoutID)
+	if err != nil {
+		return fmt.Errorf("executor: retry %q: not a checkout id: %w", checkoutID, err)
+	}
+	tag, err := e.pool.Exec(ctx, `UPDATE executor.attempts
+SET status = 'pending', next_attempt_at = now(), window_start = now(), updated_at = now()
+WHERE checkout_id = $1 AND status = 'stuck'`, id)
+	if err != nil {
+		return fmt.Errorf("executor: retry %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: %s", ErrNotStuck, id)
+	}
+	e.log.Warn("stuck checkout put back in the queue by an operator", "checkout_id", id)
+	e.wakeRegistrar()
+	return nil
+}
+
+// loopErrDelay is the bounded backoff of a loop whose pass failed (database
+// unavailable): 100ms doubling to 5s.
+func loopErrDelay(prev time.Duration) time.Duration {
+	return min(max(2*prev, 100*time.Millisecond), 5*time.Second)
+}

@@ -1,0 +1,226 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/paypipe/paypipe/contracts"
+	"github.com/paypipe/paypipe/services/psp"
+)
+
+// claimed is an attempt a registrar holds under lease. attempts is the
+// row's attempt count after the claim: every write-back is guarded by it.
+type claimed struct {
+	checkoutID uuid.UUID
+	merchantID uuid.UUID
+	key        string
+	req        request
+	attempts   int
+	createdAt  time.Time
+}
+
+// runRegistrar claims due attempts and calls the PSP for each, at most
+// Concurrency at a time. It claims only as many rows as it has free call
+// slots, so a claimed row never waits for a slot while its lease runs, and
+// one slow PSP call does not hold back the others.
+func (e *Executor) runRegistrar(ctx context.Context) {
+	slots := make(chan struct{}, e.cfg.Concurrency)
+	freed := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var errDelay time.Duration
+	for {
+		wait := e.cfg.PollInterval
+		if free := cap(slots) - len(slots); free > 0 {
+			limit := min(free, e.cfg.BatchSize)
+			rows, err := e.claimAttempts(ctx, limit)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				errDelay = loopErrDelay(errDelay)
+				wait = errDelay
+				e.log.Warn("registrar claim failed", "err", err, "retry_in", wait)
+			} else {
+				errDelay = 0
+			}
+			for _, a := range rows {
+				slots <- struct{}{} // never blocks: len(rows) ≤ free
+				e.metrics.inFlight.Inc()
+				wg.Go(func() {
+					defer func() {
+						e.metrics.inFlight.Dec()
+						<-slots
+						select {
+						case freed <- struct{}{}:
+						default:
+						}
+					}()
+					e.attempt(ctx, a)
+				})
+			}
+			if e.cfg.hooks.afterRegistrarPass != nil {
+				e.cfg.hooks.afterRegistrarPass()
+			}
+			if err == nil && len(rows) == limit && len(slots) < cap(slots) {
+				continue // more may be due, and there is room for them
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.wake:
+		case <-freed:
+		case <-timer.C:
+		}
+	}
+}
+
+// attempt makes one attempt at a claimed checkout: at most a lookup and a
+// create, then one transaction recording the answer. If ctx ends meanwhile
+// (the executor is stopping) nothing is recorded: as after a crash, the
+// lease expires and another registrar repeats the call with the same key.
+func (e *Executor) attempt(ctx context.Context, a claimed) {
+	log := e.log.With("checkout_id", a.checkoutID, "attempt", a.attempts)
+	res := e.callPSP(ctx, a)
+	if ctx.Err() != nil {
+		log.Info("executor stopping; attempt left to its lease", "psp_err", res.err)
+		return
+	}
+	var outcome string
+	var err error
+	switch {
+	case res.err == nil:
+		outcome, err = e.recordRegistered(ctx, a, res.payment)
+	case res.permanent:
+		outcome, err = e.recordRejected(ctx, a, res.err)
+	default:
+		outcome, err = e.recordUnknown(ctx, a, res.err)
+	}
+	if err != nil {
+		// Our database failed: the row stays in_flight until its lease
+		// expires, then the call is repeated with the same key.
+		outcome = outcomeError
+		log.Error("recording the PSP's answer failed; will retry after the lease", "err", err, "psp_err", res.err)
+	}
+	e.metrics.attempts.WithLabelValues(outcome).Inc()
+	switch outcome {
+	case outcomeRegistered:
+		log.Info("payment registered at the PSP", "psp_payment_id", res.payment.ID, "psp_status", res.payment.Status, "found_by_lookup", res.lookedUp)
+	case outcomeRejected:
+		log.Warn("PSP rejected the payment", "err", res.err)
+	case outcomeUnknown:
+		log.Warn("PSP outcome unknown; will retry with the same key", "err", res.err)
+	case outcomeStuck:
+		e.metrics.stuck.Inc()
+		log.Error("PSP outcome still unknown after the give-up window: checkout is stuck, an operator must check it at the PSP (the buyer may have been charged)",
+			"give_up_after", e.cfg.GiveUpAfter, "err", res.err)
+	case outcomeLeaseLost:
+		log.Warn("lease lost: another registrar took this checkout over; this answer is dropped", "psp_err", res.err)
+	}
+}
+
+type pspResult struct {
+	payment psp.Payment
+	err     error
+	// permanent is set only for a create the PSP refused: a failed lookup
+	// proves nothing about the payment.
+	permanent bool
+	lookedUp  bool
+}
+
+// callPSP asks the PSP for the checkout's payment. After LookupAfter
+// attempts it first looks the payment up by reference: if an earlier create
+// went through, that is the answer; if the PSP has never heard of it, it
+// creates it, with the same key as always.
+func (e *Executor) callPSP(ctx context.Context, a claimed) pspResult {
+	ref := a.checkoutID.String()
+	if a.attempts > e.cfg.LookupAfter {
+		cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+		p, err := e.psp.FindByReference(cctx, ref)
+		cancel()
+		switch {
+		case err == nil:
+			if err := checkPayment(p, ref); err != nil {
+				return pspResult{err: err}
+			}
+			return pspResult{payment: p, lookedUp: true}
+		case !psp.IsNotFound(err):
+			return pspResult{err: fmt.Errorf("lookup by reference: %w", err)}
+		}
+		// Not found: the create never reached the PSP (or is still running
+		// there, which the same key makes harmless). Create it.
+	}
+	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	defer cancel()
+	p, err := e.psp.CreatePayment(cctx, psp.CreatePaymentRequest{
+		IdempotencyKey:    a.key,
+		AmountMinor:       a.req.AmountMinor,
+		Currency:          a.req.Currency,
+		MerchantReference: ref,
+		Description:       "checkout " + ref,
+		ReturnURL:         a.req.ReturnURL,
+		Confirm:           a.req.Mode == contracts.ModeDirect,
+		PaymentMethod:     a.req.PaymentMethod,
+	})
+	if err != nil {
+		return pspResult{err: fmt.Errorf("create payment: %w", err), permanent: psp.IsPermanent(err)}
+	}
+	if err := checkPayment(p, ref); err != nil {
+		return pspResult{err: err}
+	}
+	return pspResult{payment: p}
+}
+
+// errBadAnswer marks a PSP answer we refuse to record. It is treated as an
+// unknown outcome: retried, and in the end left stuck for an operator,
+// rather than attaching a payment to the wrong checkout.
+var errBadAnswer = errors.New("executor: implausible PSP answer")
+
+func checkPayment(p psp.Payment, ref string) error {
+	if p.ID == "" {
+		return fmt.Errorf("%w: payment without an id", errBadAnswer)
+	}
+	if p.MerchantReference != ref {
+		return fmt.Errorf("%w: payment %s has merchant reference %q, want %q", errBadAnswer, p.ID, p.MerchantReference, ref)
+	}
+	return nil
+}
+
+// retryDelay is the wait after an unknown outcome of the attempt-th
+// attempt: BackoffBase doubling, capped at BackoffMax, with jitter over its
+// upper half (so replicas retrying together spread out), or the PSP's
+// Retry-After if that is longer.
+func (c Config) retryDelay(attempt int, err error) time.Duration {
+	d := c.BackoffBase
+	for i := 1; i < attempt && d < c.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, c.BackoffMax)
+	d = d/2 + rand.N(d/2+1)
+	var pe *psp.Error
+	if errors.As(err, &pe) {
+		d = max(d, min(pe.RetryAfter, maxRetryAfter))
+	}
+	return d
+}
+
+// pollDelay is the wait before the next poll of a payment polled polls
+// times: ResolveAfter doubling, capped at ResolveMaxInterval, with jitter.
+func (c Config) pollDelay(polls int) time.Duration {
+	d := c.ResolveAfter
+	for i := 0; i < polls && d < c.ResolveMaxInterval; i++ {
+		d *= 2
+	}
+	d = min(d, c.ResolveMaxInterval)
+	return d/2 + rand.N(d/2+1)
+}
