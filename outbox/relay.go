@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paypipe/paypipe/outbox/retry"
 )
 
 // PublishMode selects how a claimed batch reaches JetStream.
@@ -60,10 +61,11 @@ type RelayConfig struct {
 	PollInterval time.Duration
 	// PublishTimeout bounds the wait for a batch's PubAcks: default 10s.
 	PublishTimeout time.Duration
-	// Backoff gives the delay before a row whose send failed is tried again,
-	// from its attempt count (1 after the first failure). Default: 100ms
-	// doubling, capped at 30s, with ±20% jitter. Rows are never dropped.
-	Backoff func(attempt int) time.Duration
+	// Retry gives the delay before a row whose send failed is tried again,
+	// from its attempt count (1 after the first failure). Zero: the default,
+	// 100ms doubling, capped at 30s, with jitter 0.2. Rows are never
+	// dropped, so MaxAttempts and MaxElapsed must stay zero.
+	Retry retry.Policy
 	// Metrics may be shared by several relays; nil disables metrics.
 	Metrics *Metrics
 	Logger  *slog.Logger
@@ -109,8 +111,14 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 10 * time.Second
 	}
-	if cfg.Backoff == nil {
-		cfg.Backoff = defaultRowBackoff
+	if cfg.Retry == (retry.Policy{}) {
+		cfg.Retry = retry.Policy{Strategy: retry.Exponential, Initial: 100 * time.Millisecond, Max: 30 * time.Second, Jitter: 0.2}
+	}
+	if err := cfg.Retry.Validate(); err != nil {
+		return nil, fmt.Errorf("outbox: relay Retry: %w", err)
+	}
+	if cfg.Retry.MaxAttempts != 0 || cfg.Retry.MaxElapsed != 0 {
+		return nil, errors.New("outbox: relay Retry must not give up (MaxAttempts, MaxElapsed): rows are never dropped")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -138,15 +146,6 @@ ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
 next_attempt_at = now() + f.delay, last_error = left(f.err, 1000)
 FROM unnest($1::bigint[], $2::interval[], $3::text[]) AS f(id, delay, err) WHERE o.id = f.id`,
 	}, nil
-}
-
-func defaultRowBackoff(attempt int) time.Duration {
-	d := 100 * time.Millisecond
-	for i := 1; i < attempt && d < 30*time.Second; i++ {
-		d *= 2
-	}
-	d = min(d, 30*time.Second)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
 // Wake asks the relay to look for rows now instead of at its next poll. Call
@@ -258,7 +257,7 @@ func (r *Relay) RunOnce(ctx context.Context) (BatchResult, error) {
 		}
 		res.Failed++
 		failIDs = append(failIDs, rows[i].id)
-		failDelays = append(failDelays, r.cfg.Backoff(rows[i].attempts+1))
+		failDelays = append(failDelays, r.cfg.Retry.Delay(rows[i].attempts+1, rr.err))
 		failErrs = append(failErrs, rr.err.Error())
 	}
 	if len(okIDs) > 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/paypipe/paypipe/internal/testenv"
 	"github.com/paypipe/paypipe/outbox"
+	"github.com/paypipe/paypipe/outbox/retry"
 )
 
 // Transaction A inserts first and commits last. A relay polling by an
@@ -153,7 +154,7 @@ func TestRelayNATSRestartMidRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := e.relay(t, outbox.RelayConfig{PublishTimeout: 2 * time.Second, PollInterval: 5 * time.Millisecond,
-		Backoff: func(int) time.Duration { return 50 * time.Millisecond }})
+		Retry: retry.Policy{Strategy: retry.Fixed, Initial: 50 * time.Millisecond}})
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- r.Run(ctx) }()
 
@@ -264,5 +265,54 @@ func TestRedriveInsideWindow(t *testing.T) {
 	e.assertExactlyOnce(t, ids)
 	if _, err := e.store.Redrive(ctx, e.pool, time.Now().Add(time.Hour)); err == nil {
 		t.Fatal("redrive accepted a future time")
+	}
+}
+
+// A row whose send fails is due again after the relay's retry policy, and
+// stays pending (never dropped); a policy that could give up is refused.
+func TestRelayRetryPolicy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	ctx := context.Background()
+	for name, p := range map[string]retry.Policy{
+		"max attempts": {Strategy: retry.Fixed, Initial: time.Second, MaxAttempts: 5},
+		"max elapsed":  {Strategy: retry.Fixed, Initial: time.Second, MaxElapsed: time.Hour},
+		"invalid":      {Strategy: retry.Exponential, Initial: time.Second, Jitter: 2},
+	} {
+		if _, err := outbox.NewRelay(outbox.RelayConfig{Store: e.store, Pool: e.pool, Conn: e.nc, Retry: p}); err == nil {
+			t.Errorf("%s: NewRelay accepted %+v", name, p)
+		}
+	}
+
+	const step = time.Hour
+	r := e.relay(t, outbox.RelayConfig{Retry: retry.Policy{Strategy: retry.Incremental, Initial: step, Step: step}})
+	// No stream listens on this subject: JetStream answers "no responders".
+	msg := &outbox.Message{Subject: "nostream.thing", Type: "t.v1", Source: "paypipe/test", Payload: []byte(`{}`)}
+	if err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error { return e.store.Write(ctx, tx, msg) }); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; attempt <= 2; attempt++ {
+		res, err := r.RunOnce(ctx)
+		if err != nil || res.Claimed != 1 || res.Failed != 1 {
+			t.Fatalf("attempt %d: %+v, %v; want the row claimed and failed", attempt, res, err)
+		}
+		var attempts int
+		var wait time.Duration
+		if err := e.pool.QueryRow(ctx, `SELECT attempts, next_attempt_at - now() FROM obx.outbox WHERE published_at IS NULL`).Scan(&attempts, &wait); err != nil {
+			t.Fatal(err)
+		}
+		// Incremental: attempt n waits n·step; the test's own statements
+		// take well under a minute.
+		want := time.Duration(attempt) * step
+		if attempts != attempt || wait > want || wait < want-time.Minute {
+			t.Fatalf("after attempt %d: attempts %d, due in %s; want %d, about %s", attempt, attempts, wait, attempt, want)
+		}
+		if res, err := r.RunOnce(ctx); err != nil || res.Claimed != 0 {
+			t.Fatalf("row claimed again before its delay: %+v, %v", res, err)
+		}
+		// Make it due now, keeping its attempt count.
+		if _, err := e.pool.Exec(ctx, `UPDATE obx.outbox SET next_attempt_at = now()`); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

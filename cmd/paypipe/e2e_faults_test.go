@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/paypipe/paypipe/internal/testenv"
+	"github.com/paypipe/paypipe/outbox/retry"
 	"github.com/paypipe/paypipe/services/executor"
 	"github.com/paypipe/paypipe/services/payment"
 	"github.com/paypipe/paypipe/services/pspsim"
@@ -20,7 +21,8 @@ import (
 // seconds: a PSP call that takes longer than 300 ms has an unknown outcome.
 var fastExecutor = executor.Config{
 	CallTimeout: 300 * time.Millisecond, Lease: 2 * time.Second,
-	BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, PollInterval: 10 * time.Millisecond,
+	Retry:        retry.Policy{Strategy: retry.Exponential, Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: 0.5},
+	PollInterval: 10 * time.Millisecond,
 	ResolveAfter: 200 * time.Millisecond, ResolveMaxInterval: 300 * time.Millisecond, ResolvePollInterval: 20 * time.Millisecond,
 }
 

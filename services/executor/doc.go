@@ -42,10 +42,11 @@
 //     Stopping the executor mid-call is the same as a crash: nothing is
 //     recorded, and the next registrar repeats the call after Lease.
 //   - An unknown outcome (timeout, dropped connection, 5xx, 409, 429) is
-//     never a failure. It is retried with exponential backoff and jitter,
-//     honouring a 429's Retry-After. Retries are unbounded in count but
-//     bounded in time: after GiveUpAfter without an answer the attempt is
-//     marked stuck, logged at error level with the checkout id and counted
+//     never a failure. It is retried with exponential backoff and jitter
+//     (Config.Retry, a retry.Policy), honouring the PSP's Retry-After (a
+//     429's, a 503's). Retries are unbounded in count but bounded in time:
+//     after GiveUpAfter without an answer the attempt is marked stuck,
+//     logged at error level with the checkout id and counted
 //     (paypipe_executor_stuck_total, StatusCounts). It is never marked
 //     failed: the buyer may have been charged. RetryStuck re-queues it.
 //   - Only a definite refusal (psp.IsPermanent on the create) rejects a

@@ -17,6 +17,7 @@ import (
 	"github.com/paypipe/paypipe/contracts"
 	"github.com/paypipe/paypipe/internal/migrate"
 	"github.com/paypipe/paypipe/outbox"
+	"github.com/paypipe/paypipe/outbox/retry"
 	"github.com/paypipe/paypipe/services/psp"
 )
 
@@ -58,11 +59,13 @@ type Config struct {
 	// more than 2×CallTimeout. After it, another registrar may retry the
 	// checkout with the same idempotency key.
 	Lease time.Duration
-	// BackoffBase and BackoffMax shape the delay after an unknown outcome:
-	// BackoffBase doubling per attempt, capped at BackoffMax, with jitter
-	// (defaults 1s and 5m). A 429's Retry-After is honoured when longer.
-	BackoffBase time.Duration
-	BackoffMax  time.Duration
+	// Retry spaces the attempts after an unknown outcome. Zero: the
+	// default, exponential from 1s doubling, capped at 5m, jitter 0.5 (so
+	// replicas retrying together spread out). A 429's Retry-After is
+	// honoured when longer, up to Retry.MaxRetryAfter (default 1h). It must
+	// not give up (MaxAttempts, MaxElapsed): GiveUpAfter is the cancel, on
+	// the database's clock.
+	Retry retry.Policy
 	// LookupAfter is the number of attempts after which each further
 	// attempt first asks the PSP (FindByReference) whether the payment
 	// exists: default 3.
@@ -104,16 +107,13 @@ type hooks struct {
 const (
 	maxBatchSize   = 1000
 	maxConcurrency = 256
-	// maxRetryAfter bounds how far a PSP's Retry-After can push an attempt,
-	// so a malformed header cannot park a checkout for days.
-	maxRetryAfter = time.Hour
 )
 
 func (c Config) withDefaults() (Config, error) {
 	var errs []error
 	for name, d := range map[string]time.Duration{
 		"PollInterval": c.PollInterval, "CallTimeout": c.CallTimeout, "Lease": c.Lease,
-		"BackoffBase": c.BackoffBase, "BackoffMax": c.BackoffMax, "GiveUpAfter": c.GiveUpAfter,
+		"GiveUpAfter":  c.GiveUpAfter,
 		"ResolveAfter": c.ResolveAfter, "ResolveMaxInterval": c.ResolveMaxInterval,
 		"ResolveHorizon": c.ResolveHorizon, "ResolvePollInterval": c.ResolvePollInterval,
 	} {
@@ -144,8 +144,9 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.PollInterval, 100*time.Millisecond)
 	def(&c.CallTimeout, 10*time.Second)
 	def(&c.Lease, time.Minute)
-	def(&c.BackoffBase, time.Second)
-	def(&c.BackoffMax, 5*time.Minute)
+	if c.Retry == (retry.Policy{}) {
+		c.Retry = retry.Policy{Strategy: retry.Exponential, Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.5}
+	}
 	def(&c.GiveUpAfter, 24*time.Hour)
 	def(&c.ResolveAfter, 60*time.Second)
 	def(&c.ResolveMaxInterval, 10*time.Minute)
@@ -160,8 +161,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Lease <= 2*c.CallTimeout {
 		errs = append(errs, fmt.Errorf("Lease %s must exceed 2×CallTimeout (%s): a lookup and a create must fit in one lease", c.Lease, 2*c.CallTimeout))
 	}
-	if c.BackoffBase > c.BackoffMax {
-		errs = append(errs, fmt.Errorf("BackoffBase %s > BackoffMax %s", c.BackoffBase, c.BackoffMax))
+	if err := c.Retry.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("Retry: %w", err))
+	}
+	if c.Retry.MaxAttempts != 0 || c.Retry.MaxElapsed != 0 {
+		errs = append(errs, errors.New("Retry must not give up (MaxAttempts, MaxElapsed): GiveUpAfter bounds the retries, and then marks the checkout stuck"))
 	}
 	if c.ResolveAfter > c.ResolveHorizon {
 		errs = append(errs, fmt.Errorf("ResolveAfter %s > ResolveHorizon %s", c.ResolveAfter, c.ResolveHorizon))

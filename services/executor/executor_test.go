@@ -18,6 +18,7 @@ import (
 	"github.com/paypipe/paypipe/contracts"
 	"github.com/paypipe/paypipe/internal/testenv"
 	"github.com/paypipe/paypipe/outbox"
+	"github.com/paypipe/paypipe/outbox/retry"
 	"github.com/paypipe/paypipe/services/psp"
 )
 
@@ -575,7 +576,8 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.LookupAfter != 3 || c.GiveUpAfter != 24*time.Hour || c.ResolveAfter != time.Minute ||
-		c.ResolveMaxInterval != 10*time.Minute || c.ResolveHorizon != 48*time.Hour || c.Lease <= 2*c.CallTimeout {
+		c.ResolveMaxInterval != 10*time.Minute || c.ResolveHorizon != 48*time.Hour || c.Lease <= 2*c.CallTimeout ||
+		c.Retry != (retry.Policy{Strategy: retry.Exponential, Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.5}) {
 		t.Fatalf("defaults %+v", c)
 	}
 	for name, bad := range map[string]Config{
@@ -584,7 +586,10 @@ func TestConfig(t *testing.T) {
 		"lease too short":      {CallTimeout: time.Second, Lease: 2 * time.Second},
 		"batch too large":      {BatchSize: 1001},
 		"too many calls":       {Concurrency: 1000},
-		"base above max":       {BackoffBase: time.Hour, BackoffMax: time.Minute},
+		"base above max":       {Retry: retry.Policy{Strategy: retry.Exponential, Initial: time.Hour, Max: time.Minute}},
+		"retry gives up":       {Retry: retry.Policy{Strategy: retry.Fixed, Initial: time.Second, MaxAttempts: 10}},
+		"retry has a deadline": {Retry: retry.Policy{Strategy: retry.Fixed, Initial: time.Second, MaxElapsed: time.Hour}},
+		"retry jitter above 1": {Retry: retry.Policy{Strategy: retry.Fixed, Initial: time.Second, Jitter: 2}},
 		"first poll after end": {ResolveAfter: time.Hour, ResolveHorizon: time.Minute},
 	} {
 		if _, err := bad.withDefaults(); err == nil {
@@ -616,29 +621,33 @@ func TestRejection(t *testing.T) {
 
 func TestRetryDelay(t *testing.T) {
 	t.Parallel()
-	c, err := Config{BackoffBase: 100 * time.Millisecond, BackoffMax: 10 * time.Second}.withDefaults()
+	c, err := Config{Retry: retry.Policy{Strategy: retry.Exponential, Initial: 100 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.5}}.withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for attempt := 1; attempt <= 100; attempt++ {
-		ceil := c.BackoffMax
+		ceil := c.Retry.Max
 		if attempt < 20 {
-			ceil = min(c.BackoffBase<<(attempt-1), c.BackoffMax)
+			ceil = min(c.Retry.Initial<<(attempt-1), c.Retry.Max)
 		}
 		d := c.retryDelay(attempt, psp.ErrUnknownOutcome)
 		if d < ceil/2 || d > ceil {
 			t.Fatalf("attempt %d: delay %s outside [%s, %s]", attempt, d, ceil/2, ceil)
 		}
 	}
-	if d := c.retryDelay(1, &psp.Error{HTTPStatus: 429, RetryAfter: 42 * time.Second}); d != 42*time.Second {
+	if d := c.retryDelay(1, &psp.Error{HTTPStatus: 429, RetryAfterDelay: 42 * time.Second}); d != 42*time.Second {
 		t.Fatalf("429 Retry-After 42s: delay %s", d)
 	}
-	if d := c.retryDelay(1, &psp.Error{HTTPStatus: 429, RetryAfter: 1000 * time.Hour}); d != maxRetryAfter {
-		t.Fatalf("absurd Retry-After: delay %s, want the %s cap", d, maxRetryAfter)
+	if d := c.retryDelay(1, fmt.Errorf("create payment: %w", &psp.Error{HTTPStatus: 429, RetryAfterDelay: 1000 * time.Hour})); d != retry.DefaultMaxRetryAfter {
+		t.Fatalf("absurd Retry-After: delay %s, want the %s cap", d, retry.DefaultMaxRetryAfter)
 	}
 	for polls := 0; polls <= 100; polls++ {
-		if d := c.pollDelay(polls); d < c.ResolveAfter/2 || d > c.ResolveMaxInterval {
-			t.Fatalf("poll %d: delay %s", polls, d)
+		ceil := c.ResolveMaxInterval
+		if polls < 20 {
+			ceil = min(c.ResolveAfter<<polls, c.ResolveMaxInterval)
+		}
+		if d := c.pollDelay(polls); d < ceil/2 || d > ceil {
+			t.Fatalf("poll %d: delay %s outside [%s, %s]", polls, d, ceil/2, ceil)
 		}
 	}
 }

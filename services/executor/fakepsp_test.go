@@ -100,7 +100,7 @@ func (f *fakePSP) CreatePayment(ctx context.Context, req psp.CreatePaymentReques
 	case faultPermanent:
 		return psp.Payment{}, &psp.Error{HTTPStatus: 402, Code: "card_declined", Message: "Your card was declined."}
 	case faultTooMany:
-		return psp.Payment{}, &psp.Error{HTTPStatus: 429, Code: "rate_limited", Message: "Too many requests.", RetryAfter: ft.retryAfter}
+		return psp.Payment{}, &psp.Error{HTTPStatus: 429, Code: "rate_limited", Message: "Too many requests.", RetryAfterDelay: ft.retryAfter}
 	}
 	p, err := f.create(req)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/paypipe/paypipe/internal/migrate"
 	"github.com/paypipe/paypipe/internal/testenv"
 	"github.com/paypipe/paypipe/outbox"
+	"github.com/paypipe/paypipe/outbox/retry"
 	"github.com/paypipe/paypipe/services/psp"
 )
 
@@ -76,8 +77,7 @@ func testConfig() Config {
 		PollInterval:        10 * time.Millisecond,
 		CallTimeout:         100 * time.Millisecond,
 		Lease:               time.Second,
-		BackoffBase:         5 * time.Millisecond,
-		BackoffMax:          20 * time.Millisecond,
+		Retry:               retry.Policy{Strategy: retry.Exponential, Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, Jitter: 0.5},
 		LookupAfter:         100, // tests of the lookup lower it
 		GiveUpAfter:         time.Hour,
 		ResolveAfter:        20 * time.Millisecond,

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/paypipe/paypipe/contracts"
+	"github.com/paypipe/paypipe/outbox/retry"
 	"github.com/paypipe/paypipe/services/psp"
 )
 
@@ -197,30 +197,20 @@ func checkPayment(p psp.Payment, ref string) error {
 }
 
 // retryDelay is the wait after an unknown outcome of the attempt-th
-// attempt: BackoffBase doubling, capped at BackoffMax, with jitter over its
-// upper half (so replicas retrying together spread out), or the PSP's
-// Retry-After if that is longer.
+// attempt, or the PSP's Retry-After if that is longer.
 func (c Config) retryDelay(attempt int, err error) time.Duration {
-	d := c.BackoffBase
-	for i := 1; i < attempt && d < c.BackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, c.BackoffMax)
-	d = d/2 + rand.N(d/2+1)
-	var pe *psp.Error
-	if errors.As(err, &pe) {
-		d = max(d, min(pe.RetryAfter, maxRetryAfter))
-	}
-	return d
+	return c.Retry.Delay(attempt, err)
+}
+
+// pollPolicy spaces the resolver's polls of one payment: ResolveAfter
+// doubling, capped at ResolveMaxInterval, with jitter over the upper half.
+// The cancel is ResolveHorizon, on the database's clock.
+func (c Config) pollPolicy() retry.Policy {
+	return retry.Policy{Strategy: retry.Exponential, Initial: c.ResolveAfter, Max: c.ResolveMaxInterval, Jitter: 0.5}
 }
 
 // pollDelay is the wait before the next poll of a payment polled polls
-// times: ResolveAfter doubling, capped at ResolveMaxInterval, with jitter.
+// times (the first poll, after ResolveAfter, is polls 0).
 func (c Config) pollDelay(polls int) time.Duration {
-	d := c.ResolveAfter
-	for i := 0; i < polls && d < c.ResolveMaxInterval; i++ {
-		d *= 2
-	}
-	d = min(d, c.ResolveMaxInterval)
-	return d/2 + rand.N(d/2+1)
+	return c.pollPolicy().Delay(polls+1, nil)
 }

@@ -35,7 +35,12 @@ type HTTPClientConfig struct {
 // Errors follow the package's three outcomes: a transport error, a timeout,
 // a 5xx, a redirect or a 2xx body that cannot be read all wrap
 // ErrUnknownOutcome; a 4xx is an *Error with the problem body's code (404 is
-// always Code "not_found"; a Retry-After header fills RetryAfter).
+// always Code "not_found"; a Retry-After header fills RetryAfterDelay). A
+// 5xx's Retry-After is kept too (retry.RetryAfter finds it).
+//
+// HTTPClient makes exactly one HTTP request per call and never retries: an
+// automatic retry here would hide attempts from the caller that counts them
+// and, for a create, must decide between retrying and looking up.
 type HTTPClient struct {
 	base    *url.URL
 	apiKey  string
@@ -299,13 +304,17 @@ func (c *HTTPClient) do(ctx context.Context, method, path string, q url.Values, 
 		if json.Unmarshal(raw, &pb) == nil && pb.Code != "" {
 			code = " " + pb.Code
 		}
-		return fmt.Errorf("%w: HTTP %d%s", ErrUnknownOutcome, st, code)
+		err := fmt.Errorf("%w: HTTP %d%s", ErrUnknownOutcome, st, code)
+		if d := retryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
+			return &unknownOutcome{err: err, after: d}
+		}
+		return err
 	}
 }
 
 // apiError turns a 4xx into an *Error.
 func apiError(resp *http.Response, raw []byte) *Error {
-	e := &Error{HTTPStatus: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	e := &Error{HTTPStatus: resp.StatusCode, RetryAfterDelay: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	var pb problemBody
 	if json.Unmarshal(raw, &pb) == nil {
 		e.Code = pb.Code

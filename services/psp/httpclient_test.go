@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paypipe/paypipe/outbox/retry"
 	"github.com/paypipe/paypipe/services/psp"
 )
 
@@ -139,7 +140,7 @@ func TestHTTPClientMapsErrors(t *testing.T) {
 		retryAfter time.Duration
 	}{
 		{"500", reply(500, pj, problem("internal_error")), true, 0, "", false, 0},
-		{"503 with Retry-After", reply(503, "text/plain", "busy", "Retry-After", "3"), true, 0, "", false, 0},
+		{"503 with Retry-After", reply(503, "text/plain", "busy", "Retry-After", "3"), true, 0, "", false, 3 * time.Second},
 		{"502 HTML", reply(502, "text/html", "<h1>Bad gateway</h1>"), true, 0, "", false, 0},
 		{"redirect", reply(302, "", "", "Location", "https://elsewhere.example/"), true, 0, "", false, 0},
 		{"200 not JSON", reply(200, "application/json", "{"), true, 0, "", false, 0},
@@ -155,6 +156,13 @@ func TestHTTPClientMapsErrors(t *testing.T) {
 	} {
 		cl, _ := fakePSP(t, c.h)
 		_, err := cl.CreatePayment(context.Background(), createReq)
+		// What retry.Policy sees: the classification and the Retry-After.
+		if want := c.permanent; (retry.Classify(err) == retry.ClassPermanent) != want {
+			t.Errorf("%s: retry.Classify = %s, want permanent %v", c.name, retry.Classify(err), want)
+		}
+		if d, _ := retry.RetryAfter(err); d > c.retryAfter+time.Second || d < c.retryAfter {
+			t.Errorf("%s: retry.RetryAfter = %s, want %s", c.name, d, c.retryAfter)
+		}
 		if c.unknown {
 			if !errors.Is(err, psp.ErrUnknownOutcome) || psp.IsPermanent(err) {
 				t.Errorf("%s: %v, want an unknown outcome", c.name, err)
@@ -167,7 +175,7 @@ func TestHTTPClientMapsErrors(t *testing.T) {
 			continue
 		}
 		if pe.HTTPStatus != c.status || pe.Code != c.code || pe.Permanent() != c.permanent ||
-			pe.RetryAfter > c.retryAfter+time.Second || pe.RetryAfter < c.retryAfter {
+			pe.RetryAfterDelay > c.retryAfter+time.Second || pe.RetryAfterDelay < c.retryAfter {
 			t.Errorf("%s: %+v", c.name, pe)
 		}
 		if c.status == 404 && !psp.IsNotFound(err) {

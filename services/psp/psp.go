@@ -10,6 +10,14 @@
 // timeout, a dropped connection, a 5xx): the PSP may or may not have acted.
 // An unknown outcome is never treated as a failure. The caller retries with
 // the same idempotency key, or looks the payment up, until it knows.
+//
+// Clients do not retry: the caller owns retries (the executor, with its
+// retry.Policy and attempt rows that survive restarts). Errors are built for
+// retry.Classify and retry.Policy: *Error's Permanent() is the
+// classification input (a refusing 4xx is permanent; 409, 429, and every
+// unknown outcome are transient), and a server's Retry-After (on a 429, or
+// on a 5xx such as 503) is carried by an error implementing
+// retry.RetryAfterer.
 package psp
 
 import (
@@ -17,6 +25,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/paypipe/paypipe/outbox/retry"
 )
 
 // Normalised payment statuses (the PSP's own vocabulary is mapped onto these).
@@ -108,15 +118,27 @@ type Error struct {
 	HTTPStatus int
 	Code       string // stable code, e.g. "card_declined", "idempotency_key_reused", "not_found"
 	Message    string
-	RetryAfter time.Duration // from a 429's Retry-After
+	// RetryAfterDelay is the server's Retry-After (a 429's), 0 if none.
+	RetryAfterDelay time.Duration
 }
+
+var (
+	_ retry.RetryAfterer            = (*Error)(nil)
+	_ interface{ Permanent() bool } = (*Error)(nil)
+	_ retry.RetryAfterer            = (*unknownOutcome)(nil)
+)
+
+// RetryAfter implements retry.RetryAfterer: retry.Policy waits at least
+// this long before the next attempt.
+func (e *Error) RetryAfter() time.Duration { return e.RetryAfterDelay }
 
 func (e *Error) Error() string {
 	return fmt.Sprintf("psp: %d %s: %s", e.HTTPStatus, e.Code, e.Message)
 }
 
 // Permanent reports whether repeating the request cannot succeed (a 4xx other
-// than 409/429). 409 and 429 are the PSP saying "not now".
+// than 409/429). 409 and 429 are the PSP saying "not now". retry.Classify
+// reads it.
 func (e *Error) Permanent() bool {
 	return e.HTTPStatus >= 400 && e.HTTPStatus < 500 && e.HTTPStatus != 409 && e.HTTPStatus != 429
 }
@@ -126,6 +148,17 @@ func IsPermanent(err error) bool {
 	var pe *Error
 	return errors.As(err, &pe) && pe.Permanent()
 }
+
+// unknownOutcome is an ErrUnknownOutcome whose server asked, with
+// Retry-After, to wait before the next try (a 503).
+type unknownOutcome struct {
+	err   error // wraps ErrUnknownOutcome
+	after time.Duration
+}
+
+func (u *unknownOutcome) Error() string             { return u.err.Error() }
+func (u *unknownOutcome) Unwrap() error             { return u.err }
+func (u *unknownOutcome) RetryAfter() time.Duration { return u.after }
 
 // IsNotFound reports whether err is the PSP saying the object does not exist.
 func IsNotFound(err error) bool {

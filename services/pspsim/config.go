@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"time"
+
+	"github.com/paypipe/paypipe/outbox/retry"
 )
 
 // Config configures a Server. Zero values take the defaults documented on
@@ -23,8 +25,10 @@ type Config struct {
 	// WebhookSecrets sign every webhook, one v1 signature per secret (two
 	// during a rotation). At least one is required.
 	WebhookSecrets []string
-	// WebhookBackoff spaces a failed event's attempts.
-	WebhookBackoff Backoff
+	// WebhookBackoff spaces a failed event's attempts. Zero: the default,
+	// exponential from 5s doubling, capped at 1h, jitter 0.1. It must not
+	// give up (MaxAttempts, MaxElapsed): WebhookMaxAge is the cancel.
+	WebhookBackoff retry.Policy
 	// WebhookMaxAge is how long after its creation an event is retried
 	// before it is marked dead: default 72h, as Stripe.
 	WebhookMaxAge time.Duration
@@ -51,24 +55,6 @@ type Config struct {
 
 	// Faults are active from the start; POST /admin/faults replaces them.
 	Faults Faults
-}
-
-// Backoff is an exponential backoff: Initial, then ×Factor per attempt, at
-// most Max, with up to 10% jitter added.
-type Backoff struct {
-	Initial time.Duration // default 5s (tests compress it to milliseconds)
-	Max     time.Duration // default 1h
-	Factor  float64       // default 2
-}
-
-// Delay is the wait after the attempt-th failed attempt (1-based), before
-// jitter.
-func (b Backoff) Delay(attempt int) time.Duration {
-	d := float64(b.Initial)
-	for i := 1; i < attempt && d < float64(b.Max); i++ {
-		d *= b.Factor
-	}
-	return min(time.Duration(d), b.Max)
 }
 
 // Limits on configuration and requests.
@@ -120,8 +106,6 @@ func (c Config) withDefaults() (Config, error) {
 		d    *time.Duration
 		def  time.Duration
 	}{
-		{"WebhookBackoff.Initial", &c.WebhookBackoff.Initial, 5 * time.Second},
-		{"WebhookBackoff.Max", &c.WebhookBackoff.Max, time.Hour},
 		{"WebhookMaxAge", &c.WebhookMaxAge, defaultMaxAge},
 		{"WebhookTimeout", &c.WebhookTimeout, 5 * time.Second},
 		{"PollInterval", &c.PollInterval, 100 * time.Millisecond},
@@ -137,14 +121,14 @@ func (c Config) withDefaults() (Config, error) {
 			*d.d = d.def
 		}
 	}
-	if c.WebhookBackoff.Max < c.WebhookBackoff.Initial {
-		bad("WebhookBackoff.Max %s < Initial %s", c.WebhookBackoff.Max, c.WebhookBackoff.Initial)
+	if c.WebhookBackoff == (retry.Policy{}) {
+		c.WebhookBackoff = retry.Policy{Strategy: retry.Exponential, Initial: 5 * time.Second, Max: time.Hour, Jitter: 0.1}
 	}
-	switch {
-	case c.WebhookBackoff.Factor == 0:
-		c.WebhookBackoff.Factor = 2
-	case c.WebhookBackoff.Factor < 1 || c.WebhookBackoff.Factor > 10:
-		bad("WebhookBackoff.Factor %v: want 1 to 10", c.WebhookBackoff.Factor)
+	if err := c.WebhookBackoff.Validate(); err != nil {
+		bad("WebhookBackoff: %w", err)
+	}
+	if c.WebhookBackoff.MaxAttempts != 0 || c.WebhookBackoff.MaxElapsed != 0 {
+		bad("WebhookBackoff must not give up (MaxAttempts, MaxElapsed): WebhookMaxAge is the cancel")
 	}
 	counts := []struct {
 		name     string

@@ -65,11 +65,11 @@
 //     pspsim.webhook_events, whose body is fixed at that moment. A background
 //     sender posts it to Config.WebhookURL with psp.SignatureHeader signed
 //     with every Config.WebhookSecrets entry at send time, and retries it
-//     with exponential backoff (Config.WebhookBackoff) until a 2xx or until
-//     it is Config.WebhookMaxAge old, when it is marked dead. Delivery state
-//     is in the database, so a restart loses nothing; a claimed event is
-//     leased rather than locked across the HTTP call, so a sender that dies
-//     leaves it to be sent again after the lease.
+//     with exponential backoff (Config.WebhookBackoff, a retry.Policy) until
+//     a 2xx or until it is Config.WebhookMaxAge old, when it is marked dead.
+//     Delivery state is in the database, so a restart loses nothing; a
+//     claimed event is leased rather than locked across the HTTP call, so a
+//     sender that dies leaves it to be sent again after the lease.
 //
 // # Faults
 //

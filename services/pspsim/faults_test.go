@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/paypipe/paypipe/internal/testenv"
+	"github.com/paypipe/paypipe/outbox/retry"
 	"github.com/paypipe/paypipe/services/psp"
 	"github.com/paypipe/paypipe/services/pspsim"
 )
@@ -165,10 +166,14 @@ func TestConfigValidation(t *testing.T) {
 		"short secret":        func(c *pspsim.Config) { c.WebhookSecrets = []string{"short"} },
 		"bad public URL":      func(c *pspsim.Config) { c.PublicURL = "ftp://x" },
 		"negative TTL":        func(c *pspsim.Config) { c.HostedTTL = -time.Second },
-		"factor below 1":      func(c *pspsim.Config) { c.WebhookBackoff.Factor = 0.5 },
-		"max below initial":   func(c *pspsim.Config) { c.WebhookBackoff = pspsim.Backoff{Initial: time.Second, Max: time.Millisecond} },
-		"batch too large":     func(c *pspsim.Config) { c.WebhookBatchSize = 5000 },
-		"rate above 1":        func(c *pspsim.Config) { c.Faults.DropWebhookRate = 2 },
+		"factor below 1":      func(c *pspsim.Config) { c.WebhookBackoff.Multiplier = 0.5 },
+		"max below initial": func(c *pspsim.Config) {
+			c.WebhookBackoff = retry.Policy{Strategy: retry.Exponential, Initial: time.Second, Max: time.Millisecond}
+		},
+		"backoff gives up": func(c *pspsim.Config) { c.WebhookBackoff.MaxAttempts = 5 },
+		"no strategy":      func(c *pspsim.Config) { c.WebhookBackoff = retry.Policy{Initial: time.Second} },
+		"batch too large":  func(c *pspsim.Config) { c.WebhookBatchSize = 5000 },
+		"rate above 1":     func(c *pspsim.Config) { c.Faults.DropWebhookRate = 2 },
 	} {
 		c := good
 		mutate(&c)

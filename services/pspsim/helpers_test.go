@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paypipe/paypipe/internal/testenv"
+	"github.com/paypipe/paypipe/outbox/retry"
 	"github.com/paypipe/paypipe/services/psp"
 	"github.com/paypipe/paypipe/services/pspsim"
 )
@@ -69,7 +70,7 @@ func newSim(t *testing.T, o simOptions) *sim {
 		PublicURL:          ts.URL,
 		WebhookURL:         hooks.url,
 		WebhookSecrets:     []string{secretOld, secretNew},
-		WebhookBackoff:     pspsim.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Factor: 2},
+		WebhookBackoff:     retry.Policy{Strategy: retry.Exponential, Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Jitter: 0.1},
 		WebhookTimeout:     2 * time.Second,
 		PollInterval:       10 * time.Millisecond,
 		ExpiryInterval:     10 * time.Millisecond,

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -240,8 +239,7 @@ func (s *Server) record(ctx context.Context, evs []claimedEvent, results []attem
 		seqs[i], attempts[i], outcomes[i], errs[i] = e.seq, int32(e.attempts), r.outcome, r.err
 		statuses[i], copies[i] = int32(r.status), int32(r.copies)
 		if r.outcome == "failed" {
-			d := s.cfg.WebhookBackoff.Delay(e.attempts)
-			delays[i] = d + rand.N(d/10+1)
+			delays[i] = s.cfg.WebhookBackoff.Delay(e.attempts, nil)
 			s.log.Warn("webhook not delivered", "event_id", e.id, "attempt", e.attempts, "status", r.status, "err", r.err, "retry_in", delays[i])
 		}
 	}
