@@ -18,6 +18,19 @@ const (
 	StreamPayouts  = "PAYOUTS"
 	StreamRecon    = "RECON"
 	StreamDLQ      = "DLQ"
+	// StreamAdvisories keeps JetStream's MAX_DELIVERIES and MSG_TERMINATED
+	// advisories. The server publishes advisories as plain NATS messages,
+	// dropped when nobody listens; captured here they wait for the DLQ
+	// mover (outbox/dlq) however long it is down, so a message that died
+	// outside a consumer's own dead-lettering is found too.
+	StreamAdvisories = "ADVISORIES"
+)
+
+// Subject prefixes of the advisories StreamAdvisories captures; the server
+// appends .<stream>.<consumer>.
+const (
+	AdvisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+	AdvisoryTerminated    = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED"
 )
 
 // StreamOptions are the knobs operators may turn; every field has a safe default.
@@ -30,7 +43,8 @@ type StreamOptions struct {
 	Duplicates time.Duration
 	// MaxAge bounds how long events stay in the pipeline streams: default 7 days.
 	MaxAge time.Duration
-	// DLQMaxAge bounds the dead-letter stream: default 30 days.
+	// DLQMaxAge bounds the dead-letter stream and the advisories stream:
+	// default 30 days.
 	DLQMaxAge time.Duration
 	// MaxMsgs bounds each stream's message count: default 100 million.
 	MaxMsgs int64
@@ -69,11 +83,12 @@ var streamSubjects = []struct{ name, prefix string }{
 
 // Streams returns the configuration of every stream. All are file-backed
 // limits streams (events stay for replay and new consumers after they are
-// acked), deduplicate by Nats-Msg-Id over an explicit window, and accept
-// atomic batches from the relay.
+// acked) with an explicit duplicate window. The event streams and DLQ
+// deduplicate by Nats-Msg-Id and accept atomic batches from the relay;
+// ADVISORIES is written by the server only.
 func Streams(o StreamOptions) []jetstream.StreamConfig {
 	o = o.withDefaults()
-	out := make([]jetstream.StreamConfig, 0, len(streamSubjects))
+	out := make([]jetstream.StreamConfig, 0, len(streamSubjects)+1)
 	for _, s := range streamSubjects {
 		maxAge := o.MaxAge
 		if s.name == StreamDLQ {
@@ -94,10 +109,24 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 			AllowDirect:        true,
 		})
 	}
-	return out
+	return append(out, jetstream.StreamConfig{
+		Name:        StreamAdvisories,
+		Description: "MAX_DELIVERIES and MSG_TERMINATED advisories, for the DLQ mover",
+		Subjects:    []string{AdvisoryMaxDeliveries + ".>", AdvisoryTerminated + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		// As long as the DLQ: an advisory the mover could not handle yet
+		// is the only trace of its message.
+		MaxAge:     o.DLQMaxAge,
+		MaxMsgs:    o.MaxMsgs,
+		MaxBytes:   -1,
+		Duplicates: min(o.Duplicates, o.DLQMaxAge),
+		Replicas:   o.Replicas,
+	})
 }
 
-// StreamOf returns the stream that captures subject, or "".
+// StreamOf returns the event stream (or DLQ) that captures subject, or "".
 func StreamOf(subject string) string {
 	for _, s := range streamSubjects {
 		if strings.HasPrefix(subject, s.prefix+".") {
@@ -163,7 +192,28 @@ const (
 	WalletPaymentsConsumer      = "wallet-payments"
 	CompletionLedgerConsumer    = "payment-completion-ledger"
 	CompletionWalletConsumer    = "payment-completion-wallet"
+	// DLQMoverConsumer reads StreamAdvisories (outbox/dlq's Mover).
+	DLQMoverConsumer = "dlq-mover"
 )
+
+// DLQMover is the DLQ mover's consumer on StreamAdvisories: every advisory,
+// from the start, explicit acks, and no MaxDeliver. Giving up on an
+// advisory would lose the only pointer to a dead message (and the server's
+// MAX_DELIVERIES about this consumer is one the mover skips), so the bounds
+// are the mover's capped retry delay and the stream's MaxAge.
+func DLQMover(o ConsumerOptions) Consumer {
+	o = o.withDefaults()
+	return Consumer{Stream: StreamAdvisories, Config: jetstream.ConsumerConfig{
+		Durable:       DLQMoverConsumer,
+		Description:   "dlq mover: copies messages that died by MaxDeliver or a foreign Term into the DLQ",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: o.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		ReplayPolicy:  jetstream.ReplayInstantPolicy,
+	}}
+}
 
 // Consumers returns every durable consumer paypipe declares.
 func Consumers(o ConsumerOptions) []Consumer {
@@ -180,6 +230,7 @@ func Consumers(o ConsumerOptions) []Consumer {
 			[]string{SubjectLedgerEntryPosted}, o),
 		DurableConsumer(StreamWallet, CompletionWalletConsumer, "payment: marks orders recorded by the wallet",
 			[]string{SubjectWalletBalance}, o),
+		DLQMover(o),
 	}
 }
 

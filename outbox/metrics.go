@@ -43,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"schema"}),
 		consumerMsgs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paypipe_consumer_messages_total",
-			Help: "Messages handled by consumers, by result: applied, duplicate (inbox already had it), error (nacked for redelivery).",
+			Help: "Deliveries handled by consumers, by result: applied, duplicate (inbox already had it), error (nacked for redelivery), dead_lettered (stored in the DLQ, then terminated).",
 		}, []string{"consumer", "result"}),
 		consumerTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "paypipe_consumer_handle_seconds",

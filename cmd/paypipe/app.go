@@ -24,6 +24,7 @@ import (
 	"github.com/paypipe/paypipe/internal/natsserver"
 	"github.com/paypipe/paypipe/internal/pg"
 	"github.com/paypipe/paypipe/outbox"
+	"github.com/paypipe/paypipe/outbox/dlq"
 	"github.com/paypipe/paypipe/services/executor"
 	"github.com/paypipe/paypipe/services/pspsim"
 )
@@ -116,7 +117,8 @@ func (a *app) Start(ctx context.Context) (err error) {
 	if err := pg.CheckDurability(ctx, a.pool); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
-	schemas := schemasOf(a.opts.services)
+	// ops holds the DLQ's audit trail (paypipe dlq replay / purge).
+	schemas := append(schemasOf(a.opts.services), dlq.Schema())
 	if a.wantsEmbeddedPSP() {
 		schemas = append(schemas, pspsim.Schema())
 	}
@@ -142,8 +144,32 @@ func (a *app) Start(ctx context.Context) (err error) {
 	}
 	a.reg.MustRegister(outbox.NewBacklogCollector(a.pool, a.log, stores...))
 
+	// Dead letters: the runners publish what they give up on; the mover
+	// catches what died any other way (MAX_DELIVERIES, foreign Terms).
+	dm := dlq.NewMetrics(a.reg)
+	deadLetters, err := dlq.NewPublisher(dlq.PublisherConfig{JetStream: a.js, Metrics: dm})
+	if err != nil {
+		return err
+	}
+	var consumerNames []string
+	for _, c := range contracts.Consumers(contracts.ConsumerOptions{}) {
+		if c.Stream != contracts.StreamAdvisories {
+			consumerNames = append(consumerNames, c.Config.Durable)
+		}
+	}
+	depth, err := dlq.NewDepthCollector(dlq.DepthConfig{JetStream: a.js, Consumers: consumerNames, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	a.reg.MustRegister(depth)
+
 	// Loops outlive Start's context: Stop ends them.
 	a.loops, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	mover, err := dlq.NewMover(dlq.MoverConfig{JetStream: a.js, Metrics: dm, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	a.goLoop("dlq mover", mover.Run)
 
 	a.api = &lazyHandler{}
 	a.http, err = httpserver.New(httpserver.Config{
@@ -220,7 +246,8 @@ func (a *app) Start(ctx context.Context) (err error) {
 		if len(inst.consumers) == 0 {
 			continue
 		}
-		runner, err := outbox.NewRunner(outbox.RunnerConfig{Store: s.store(), Pool: a.pool, Conn: a.nc, Metrics: a.metrics, Logger: a.log})
+		runner, err := outbox.NewRunner(outbox.RunnerConfig{Store: s.store(), Pool: a.pool, Conn: a.nc, Metrics: a.metrics, Logger: a.log,
+			DeadLetters: deadLetters})
 		if err != nil {
 			return err
 		}

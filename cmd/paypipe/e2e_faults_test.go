@@ -9,8 +9,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 
+	"github.com/paypipe/paypipe/contracts"
 	"github.com/paypipe/paypipe/internal/testenv"
+	"github.com/paypipe/paypipe/outbox"
+	"github.com/paypipe/paypipe/outbox/dlq"
 	"github.com/paypipe/paypipe/outbox/retry"
 	"github.com/paypipe/paypipe/services/executor"
 	"github.com/paypipe/paypipe/services/payment"
@@ -203,3 +207,48 @@ func TestConcurrentSameIdempotencyKey(t *testing.T) {
 }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+// F15 (first half, on the real wiring): a malformed event reaches the
+// ledger and the wallet; both consumers dead-letter it at once (it can
+// never apply), the DLQ holds one entry per consumer with the evidence, and
+// the pipeline keeps flowing for everyone else.
+func TestPoisonMessageDeadLettered(t *testing.T) {
+	t.Parallel()
+	a := startApp(t)
+	ctx := context.Background()
+	poison := nats.NewMsg(contracts.SubjectOrderSucceeded)
+	poisonID := uuid.Must(uuid.NewV7()).String()
+	poison.Header.Set(outbox.HeaderID, poisonID)
+	poison.Header.Set(outbox.HeaderType, contracts.TypeOf(contracts.SubjectOrderSucceeded))
+	poison.Header.Set(outbox.HeaderSource, "chaos/poison")
+	poison.Data = []byte(`{"payment_order_id":"not-a-uuid","amount_minor":-5}`)
+	if _, err := a.js.PublishMsg(ctx, poison); err != nil {
+		t.Fatal(err)
+	}
+	admin := dlq.NewAdmin(a.js, a.pool)
+	var entries []dlq.Entry
+	testenv.Eventually(t, 30*time.Second, "the poison message in the DLQ for ledger and wallet", func() (bool, error) {
+		var err error
+		entries, err = admin.List(ctx, dlq.Filter{}, 10)
+		return len(entries) == 2, err
+	})
+	consumers := map[string]bool{}
+	for _, e := range entries {
+		if e.MsgID != poisonID || e.Reason != dlq.ReasonPermanent || e.OriginalSubject != contracts.SubjectOrderSucceeded || e.Error == "" {
+			t.Fatalf("DLQ entry %+v", e)
+		}
+		consumers[e.Consumer] = true
+	}
+	if !consumers[contracts.LedgerPaymentsConsumer] || !consumers[contracts.WalletPaymentsConsumer] {
+		t.Fatalf("dead-lettered by %v", consumers)
+	}
+	// Everyone else keeps going.
+	api, sellers := newMerchant(t, a, 1)
+	var c payment.Checkout
+	if code := api.do("POST", "/v1/checkouts", map[string]any{"buyer_id": "b", "currency": "USD", "mode": "direct",
+		"payment_method": "pm_card_visa", "orders": []map[string]any{{"seller_id": sellers[0].ID, "amount_minor": 700}}}, &c); code != 201 {
+		t.Fatalf("checkout: %d", code)
+	}
+	api.awaitStatus(c.ID, payment.StatusCompleted, 30*time.Second)
+	awaitVerified(t, a)
+}

@@ -78,7 +78,7 @@ PAYPIPE_*); see internal/config. Start with:
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCmd(e), newMigrateCmd(e), newOutboxCmd(e), newDemoCmd(e), newMerchantsCmd(e), newPSPSimCmd(e), newVerifyCmd(e))
+	root.AddCommand(newServeCmd(e), newMigrateCmd(e), newOutboxCmd(e), newDLQCmd(e), newDemoCmd(e), newMerchantsCmd(e), newPSPSimCmd(e), newVerifyCmd(e))
 	return root
 }
 

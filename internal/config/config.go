@@ -15,7 +15,7 @@
 //	| DATABASE_URL              | (none; required by serve, migrate, outbox, demo) | PostgreSQL connection URL (postgres://user:pass@host:port/db?sslmode=…). |
 //	| NATS_URL                  | empty: embedded server         | NATS server(s) to use, comma-separated. Empty starts an in-process nats-server with JetStream (file store under PAYPIPE_DATA_DIR/nats-embedded, sync_interval always). |
 //	| PAYPIPE_DATA_DIR          | .data                          | Where the embedded NATS server and `paypipe demo` keep their files. |
-//	| PAYPIPE_HTTP_ADDR         | 127.0.0.1:8080                 | Listen address of /metrics, /healthz and /readyz. Loopback by default: expose it deliberately. |
+//	| PAYPIPE_HTTP_ADDR         | 127.0.0.1:8080                 | Listen address of the API (/v1/…), the demo shop (/demo), /metrics, /healthz and /readyz. Loopback by default: expose it deliberately. |
 //	| PAYPIPE_RELAY_MODE        | atomic-batch (embedded NATS), async (NATS_URL set) | How relays publish: `atomic-batch` (one fsync per batch; needs nats-server ≥ 2.12 and pays off with sync_interval always) or `async` (one PubAck per message; works with any server). |
 //	| PAYPIPE_OUTBOX_RETENTION  | 24h                            | How long published outbox rows are kept: the window `paypipe outbox redrive --since` can reach back. |
 //	| PAYPIPE_INBOX_RETENTION   | 40d                            | How long inbox rows are kept. Must be at least 37d (stream MaxAge 7d + DLQ MaxAge 30d): a message can come back that late, and only the inbox stops it being applied twice. |

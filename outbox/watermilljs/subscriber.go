@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paypipe/paypipe/outbox/retry"
 )
 
 const (
@@ -27,9 +30,54 @@ const (
 
 // Log messages tests wait for.
 const (
-	logAcked           = "message acked" // traced once the server confirmed an ack
+	logAcked           = "message acked"      // traced once the server confirmed an ack
+	logTerminated      = "message terminated" // traced once a Term was sent
 	logIteratorStopped = "message iterator stopped; binding the consumer again"
 )
+
+// Verdict metadata: a reader sets these on a message before acking or
+// nacking it to refine what the subscriber tells the server. Like the
+// delivery keys they describe one delivery, so the subscriber removes any
+// header of the same name that came over the wire: a publisher must not be
+// able to decide how a consumer settles its message.
+const (
+	// MetaTerminate, set before Ack, makes the subscriber Term the message
+	// (TermWithReason, the value being the reason) instead of acking it: the
+	// server never redelivers it and emits a MSG_TERMINATED advisory. Set it
+	// with Terminate.
+	MetaTerminate = "js-terminate"
+	// MetaNakDelay, set before Nack, replaces SubscriberConfig.NakDelay for
+	// this one redelivery (time.Duration syntax). Set it with SetNakDelay.
+	MetaNakDelay = "js-nak-delay"
+)
+
+// Terminate asks the subscriber to Term m with reason once m is acked,
+// instead of acknowledging it. A Term, like an ack, is final: call it only
+// once the message is safe elsewhere (paypipe's consumers: after the DLQ's
+// PubAck). A Term lost on the way (it is not confirmed by the server) means
+// a redelivery after AckWait, as for a lost ack.
+func Terminate(m *message.Message, reason string) { m.Metadata.Set(MetaTerminate, reason) }
+
+// SetNakDelay sets the redelivery delay of m's next Nack, overriding
+// SubscriberConfig.NakDelay: for delays that depend on the error (a
+// server's Retry-After), which NakDelay cannot see.
+func SetNakDelay(m *message.Message, d time.Duration) { m.Metadata.Set(MetaNakDelay, d.String()) }
+
+// OriginalHeaders returns the headers m was published with, as far as a
+// consumed message keeps them: its metadata without the delivery and verdict
+// keys, one value per header (a Subscriber keeps the first of each).
+func OriginalHeaders(m *message.Message) nats.Header {
+	h := make(nats.Header, len(m.Metadata))
+	for k, v := range m.Metadata {
+		if isDeliveryKey(k) || isVerdictKey(k) {
+			continue
+		}
+		h.Set(k, v)
+	}
+	return h
+}
+
+func isVerdictKey(k string) bool { return k == MetaTerminate || k == MetaNakDelay }
 
 // ErrSubscriberClosed is returned by Subscribe and SubscribeInitialize after Close.
 var ErrSubscriberClosed = errors.New("watermilljs: subscriber closed")
@@ -73,17 +121,24 @@ type SubscriberConfig struct {
 	Logger watermill.LoggerAdapter
 }
 
-// DefaultNakDelay backs off exponentially: 1s after the first delivery, then
-// 2s, 4s, ... capped at one minute, so a poisoned message or a struggling
-// dependency does not turn into a hot redelivery loop.
+// DefaultNakPolicy is DefaultNakDelay's policy: exponential from 1s,
+// doubling, capped at one minute, so a poisoned message or a struggling
+// dependency does not turn into a hot redelivery loop. It never gives up:
+// the consumer's MaxDeliver does.
+func DefaultNakPolicy() retry.Policy {
+	return retry.Policy{Strategy: retry.Exponential, Initial: time.Second, Max: time.Minute}
+}
+
+// DefaultNakDelay is DefaultNakPolicy's delay after the numDelivered-th
+// delivery: 1s, 2s, 4s, … 1m.
 func DefaultNakDelay(numDelivered uint64) time.Duration {
-	if numDelivered <= 1 {
-		return time.Second
-	}
-	if numDelivered > 7 { // 2^6 s already exceeds the cap; also avoids shift overflow
-		return time.Minute
-	}
-	return min(time.Second<<(numDelivered-1), time.Minute)
+	return DefaultNakPolicy().Delay(Attempt(numDelivered), nil)
+}
+
+// Attempt converts a JetStream delivery count to a retry.Policy attempt
+// number, saturating instead of wrapping to a negative int.
+func Attempt(numDelivered uint64) int {
+	return int(min(numDelivered, math.MaxInt))
 }
 
 // Subscriber is a watermill message.Subscriber that reads durable JetStream
@@ -363,6 +418,9 @@ func (s *Subscriber) handle(ctx context.Context, jm jetstream.Msg, out chan<- *m
 		logger.Error("dropping delivery that is not a JetStream message", err, nil)
 		return false
 	}
+	// Verdicts are the reader's, never the publisher's.
+	delete(msg.Metadata, MetaTerminate)
+	delete(msg.Metadata, MetaNakDelay)
 	fields := watermill.LogFields{
 		"message_uuid":  msg.UUID,
 		"stream_seq":    meta.Sequence.Stream,
@@ -397,10 +455,10 @@ func (s *Subscriber) handle(ctx context.Context, jm jetstream.Msg, out chan<- *m
 	select {
 	case <-msg.Acked():
 		cancelMsg()
-		s.ack(ctx, jm, logger, fields)
+		s.ack(ctx, msg, jm, logger, fields)
 	case <-msg.Nacked():
 		cancelMsg()
-		s.nak(jm, meta.NumDelivered, logger, fields)
+		s.nak(msg, jm, meta.NumDelivered, logger, fields)
 	case <-timeout:
 		if !s.settleIfDecided(ctx, msg, jm, meta, logger, fields) {
 			logger.Info("no ack or nack within AckTimeout; leaving the message for redelivery after AckWait", fields)
@@ -417,21 +475,32 @@ func (s *Subscriber) handle(ctx context.Context, jm jetstream.Msg, out chan<- *m
 func (s *Subscriber) settleIfDecided(ctx context.Context, msg *message.Message, jm jetstream.Msg, meta *jetstream.MsgMetadata, logger watermill.LoggerAdapter, fields watermill.LogFields) bool {
 	select {
 	case <-msg.Acked():
-		s.ack(ctx, jm, logger, fields)
+		s.ack(ctx, msg, jm, logger, fields)
 		return true
 	case <-msg.Nacked():
-		s.nak(jm, meta.NumDelivered, logger, fields)
+		s.nak(msg, jm, meta.NumDelivered, logger, fields)
 		return true
 	default:
 		return false
 	}
 }
 
-// ack confirms the reader's Ack with the server. The reader acks after its
-// transaction committed, so the ack is detached from ctx: a Close racing with
-// it must not throw away work already paid for. Without a deadline jetstream
-// bounds the wait with its DefaultTimeout.
-func (s *Subscriber) ack(ctx context.Context, jm jetstream.Msg, logger watermill.LoggerAdapter, fields watermill.LogFields) {
+// ack confirms the reader's Ack with the server, or sends the Term the
+// reader asked for (MetaTerminate). The reader acks after its transaction
+// committed, so the ack is detached from ctx: a Close racing with it must not
+// throw away work already paid for. Without a deadline jetstream bounds the
+// wait with its DefaultTimeout.
+func (s *Subscriber) ack(ctx context.Context, msg *message.Message, jm jetstream.Msg, logger watermill.LoggerAdapter, fields watermill.LogFields) {
+	if reason, ok := msg.Metadata[MetaTerminate]; ok {
+		// jetstream has no confirmed Term; a lost one is a redelivery
+		// after AckWait, which the reader settles again the same way.
+		if err := jm.TermWithReason(reason); err != nil {
+			logger.Error("term not sent; the message will be redelivered after AckWait", err, fields)
+			return
+		}
+		logger.Trace(logTerminated, fields.Add(watermill.LogFields{"reason": reason}))
+		return
+	}
 	if err := jm.DoubleAck(context.WithoutCancel(ctx)); err != nil {
 		// At-least-once: the consumer redelivers and the inbox deduplicates.
 		logger.Error("ack not confirmed by JetStream; the message will be redelivered after AckWait", err, fields)
@@ -440,8 +509,15 @@ func (s *Subscriber) ack(ctx context.Context, jm jetstream.Msg, logger watermill
 	logger.Trace(logAcked, fields)
 }
 
-func (s *Subscriber) nak(jm jetstream.Msg, numDelivered uint64, logger watermill.LoggerAdapter, fields watermill.LogFields) {
+func (s *Subscriber) nak(msg *message.Message, jm jetstream.Msg, numDelivered uint64, logger watermill.LoggerAdapter, fields watermill.LogFields) {
 	delay := s.cfg.NakDelay(numDelivered)
+	if v, ok := msg.Metadata[MetaNakDelay]; ok {
+		if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+			delay = d
+		} else {
+			logger.Error("ignoring malformed nak delay", fmt.Errorf("%s=%q", MetaNakDelay, v), fields)
+		}
+	}
 	if err := jm.NakWithDelay(delay); err != nil {
 		// The message then comes back after AckWait instead of after delay.
 		logger.Error("nak not sent; the message will be redelivered after AckWait", err, fields)

@@ -2,6 +2,7 @@ package watermilljs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
@@ -494,4 +495,112 @@ func TestRebindsAfterBrokerLostConsumer(t *testing.T) {
 		t.Fatalf("got %s, want %s", m.UUID, sent[0].UUID)
 	}
 	m.Ack()
+}
+
+// A reader that asked for a Term (Terminate) gets one instead of an ack:
+// the server stops delivering the message and says so, with the reason, in
+// a MSG_TERMINATED advisory. A publisher cannot ask for that: a header of
+// the verdict's name is dropped on the way in, and its message is acked.
+func TestTerminateInsteadOfAck(t *testing.T) {
+	srv := startServer(t)
+	nc, js := connect(t, srv.URL())
+	topic, durable := newTopic(t), "term"
+	provision(t, js, topic, durable, time.Second)
+	advisories := make(chan *nats.Msg, 4)
+	advSub, err := nc.ChanSubscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED."+sanitize(topic)+"."+durable, advisories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = advSub.Unsubscribe() }()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	probe := newProbeLogger()
+	sub := newSubscriber(t, SubscriberConfig{
+		ConsumerFor: BindConsumer(js, sanitize(topic), func(string) string { return durable }),
+		Logger:      probe,
+	})
+	ch := subscribe(t, sub, topic)
+	pub := newPublisher(t, js)
+	publish(t, pub, topic, "doomed")
+	spoof := message.NewMessage("spoof", []byte("spoof"))
+	spoof.Metadata.Set(MetaTerminate, "evil")
+	spoof.Metadata.Set(MetaNakDelay, "1h")
+	spoof.Metadata.Set("x-custom", "kept")
+	if err := pub.Publish(topic, spoof); err != nil {
+		t.Fatal(err)
+	}
+
+	doomed := receive(t, ch)
+	Terminate(doomed, "dead-lettered")
+	doomed.Ack()
+	select {
+	case m := <-advisories:
+		var adv struct {
+			StreamSeq uint64 `json:"stream_seq"`
+			Reason    string `json:"reason"`
+		}
+		if err := json.Unmarshal(m.Data, &adv); err != nil {
+			t.Fatal(err)
+		}
+		if adv.StreamSeq != 1 || adv.Reason != "dead-lettered" {
+			t.Fatalf("advisory %s", m.Data)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("no MSG_TERMINATED advisory")
+	}
+
+	got := receive(t, ch)
+	if got.UUID != spoof.UUID {
+		t.Fatalf("got %s, want the spoofed message", got.UUID)
+	}
+	if _, ok := got.Metadata[MetaTerminate]; ok {
+		t.Fatal("a publisher's header set the reader's verdict")
+	}
+	if _, ok := got.Metadata[MetaNakDelay]; ok {
+		t.Fatal("a publisher's header set the reader's nak delay")
+	}
+	h := OriginalHeaders(got)
+	if h.Get("x-custom") != "kept" || h.Get(MetaStream) != "" || h.Get(MetaNumDelivered) != "" {
+		t.Fatalf("original headers %v", h)
+	}
+	got.Ack()
+	probe.awaitAck(t, got.UUID)
+	if info := consumerInfo(t, js, topic, durable); info.NumAckPending != 0 || info.NumRedelivered != 0 || info.AckFloor.Stream != 2 {
+		t.Fatalf("ack pending %d, redelivered %d, ack floor %d; want 0, 0, 2", info.NumAckPending, info.NumRedelivered, info.AckFloor.Stream)
+	}
+	select {
+	case m := <-advisories:
+		t.Fatalf("second advisory: %s", m.Data)
+	default:
+	}
+}
+
+// SetNakDelay overrides NakDelay for one nack: delays that depend on the
+// error (a Retry-After) are the reader's to choose.
+func TestSetNakDelayOverridesNakDelay(t *testing.T) {
+	srv := startServer(t)
+	_, js := connect(t, srv.URL())
+	topic := newTopic(t)
+	const delay = 500 * time.Millisecond
+	sub := newSubscriber(t, SubscriberConfig{
+		ConsumerFor: ProvisionConsumer(js, streamConfig, func(string) jetstream.ConsumerConfig {
+			return consumerConfig("override", time.Minute)
+		}),
+		NakDelay: func(uint64) time.Duration { return time.Millisecond },
+	})
+	ch := subscribe(t, sub, topic)
+	publish(t, newPublisher(t, js), topic, "x")
+	first := receive(t, ch)
+	SetNakDelay(first, delay)
+	nackedAt := time.Now()
+	first.Nack()
+	second := receive(t, ch)
+	if elapsed := time.Since(nackedAt); elapsed < delay {
+		t.Fatalf("redelivered after %s, before the %s the reader asked for", elapsed, delay)
+	}
+	if NumDelivered(second) != 2 {
+		t.Fatalf("NumDelivered %d", NumDelivered(second))
+	}
+	second.Ack()
 }

@@ -12,13 +12,15 @@ import (
 	"github.com/paypipe/paypipe/contracts"
 	"github.com/paypipe/paypipe/contracts/money"
 	"github.com/paypipe/paypipe/outbox"
+	"github.com/paypipe/paypipe/outbox/retry"
 )
 
 // ErrInvalidCheckout is wrapped by every validation error of a
 // checkout.created event. Such an event keeps failing until the consumer's
 // MaxDeliver sends it to the dead-letter queue: it is a contract bug, and
 // guessing would risk charging the wrong amount.
-var ErrInvalidCheckout = errors.New("executor: invalid checkout")
+// Permanent: dead-lettered at once, retrying cannot fix the event.
+var ErrInvalidCheckout = retry.Permanent(errors.New("executor: invalid checkout"))
 
 // request is what the executor sends to the PSP for a checkout, stored with
 // the attempt so every retry sends exactly the same request.

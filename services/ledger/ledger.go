@@ -11,6 +11,7 @@ import (
 
 	"github.com/paypipe/paypipe/contracts"
 	"github.com/paypipe/paypipe/contracts/money"
+	"github.com/paypipe/paypipe/outbox/retry"
 )
 
 // AccountType classifies an account; it fixes the account's normal balance.
@@ -63,12 +64,12 @@ var (
 	// differs from the one posted (TigerBeetle's exists_with_different_*).
 	// The first entry stands; the caller has two different stories about one
 	// business effect and must not treat this as success.
-	ErrExternalIDConflict = errors.New("ledger: external id already posted with different fields")
+	ErrExternalIDConflict = retry.Permanent(errors.New("ledger: external id already posted with different fields"))
 	// ErrAccountType: an account exists with another type than the line says.
 	ErrAccountType = errors.New("ledger: account exists with a different type")
 	// ErrInvalidEvent: a consumed event is malformed or its figures are
 	// inconsistent. Retrying cannot fix it: it is a permanent error.
-	ErrInvalidEvent = errors.New("ledger: invalid event")
+	ErrInvalidEvent = retry.Permanent(errors.New("ledger: invalid event"))
 )
 
 // Line is one posting of an entry.

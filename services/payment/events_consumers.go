@@ -13,12 +13,13 @@ import (
 
 	"github.com/paypipe/paypipe/contracts"
 	"github.com/paypipe/paypipe/outbox"
+	"github.com/paypipe/paypipe/outbox/retry"
 )
 
 // ErrInvalidEvent marks an event that can never be applied (malformed
 // payload, ids that are not UUIDs): retrying cannot help; it belongs in the
 // dead-letter stream.
-var ErrInvalidEvent = errors.New("payment: invalid event")
+var ErrInvalidEvent = retry.Permanent(errors.New("payment: invalid event"))
 
 // eventSide is the payment service's event-driven half: it applies the
 // executor's reports and the ledger's and wallet's confirmations.

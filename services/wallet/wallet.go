@@ -7,18 +7,19 @@ import (
 
 	"github.com/paypipe/paypipe/contracts"
 	"github.com/paypipe/paypipe/contracts/money"
+	"github.com/paypipe/paypipe/outbox/retry"
 )
 
 // Errors of this package; match them with errors.Is.
 var (
 	// ErrInvalidEvent: a consumed event is malformed or its figures are
 	// inconsistent. Retrying cannot fix it: it is a permanent error.
-	ErrInvalidEvent = errors.New("wallet: invalid event")
+	ErrInvalidEvent = retry.Permanent(errors.New("wallet: invalid event"))
 	// ErrConflict: a change contradicts what the wallet holds: its business
 	// effect (cause, ref) was applied with other figures or to another
 	// seller, or the seller belongs to another merchant. The first version
 	// stands; the second needs an operator.
-	ErrConflict = errors.New("wallet: change conflicts with the recorded one")
+	ErrConflict = retry.Permanent(errors.New("wallet: change conflicts with the recorded one"))
 	// ErrInvalidChange: a change would break a balance rule (negative
 	// pending or paid-out, overflow). Nothing was written.
 	ErrInvalidChange = errors.New("wallet: invalid change")
