@@ -83,7 +83,8 @@ func TestValidate(t *testing.T) {
 
 func TestOrderCaptured(t *testing.T) {
 	t.Parallel()
-	ev := contracts.OrderSucceeded{PaymentOrderID: "po-1", MerchantID: "m-1", SellerID: "s-9", Currency: "KWD",
+	po, m, s9 := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	ev := contracts.OrderSucceeded{PaymentOrderID: po, CheckoutID: uuid.NewString(), MerchantID: m, SellerID: s9, Currency: "KWD",
 		AmountMinor: 10_005, FeeMinor: 301, NetMinor: 9_704}
 	e, err := ledger.OrderCaptured(ev)
 	if err != nil {
@@ -91,11 +92,11 @@ func TestOrderCaptured(t *testing.T) {
 	}
 	want := []ledger.Line{
 		line(contracts.AccountPSPReceivable, ledger.Asset, contracts.Debit, 10_005),
-		line("seller_payable:s-9", ledger.Liability, contracts.Credit, 9_704),
+		line("seller_payable:"+s9, ledger.Liability, contracts.Credit, 9_704),
 		line(contracts.AccountPlatformFeeRevenue, ledger.Revenue, contracts.Credit, 301),
 	}
-	if e.ExternalID != "order_captured:po-1" || e.Kind != contracts.EntryOrderCaptured || e.Currency != "KWD" ||
-		e.MerchantID != "m-1" || e.PaymentOrderID != "po-1" || !equalLines(e.Lines, want) {
+	if e.ExternalID != "order_captured:"+po || e.Kind != contracts.EntryOrderCaptured || e.Currency != "KWD" ||
+		e.MerchantID != m || e.PaymentOrderID != po || !equalLines(e.Lines, want) {
 		t.Fatalf("entry %+v", e)
 	}
 	// A zero fee is left out, not posted as a zero line.
@@ -109,7 +110,7 @@ func TestOrderCaptured(t *testing.T) {
 		t.Fatalf("zero net: %+v, %v", e, err)
 	}
 
-	base := contracts.OrderSucceeded{PaymentOrderID: "po-1", MerchantID: "m-1", SellerID: "s-1", Currency: "USD",
+	base := contracts.OrderSucceeded{PaymentOrderID: po, CheckoutID: uuid.NewString(), MerchantID: m, SellerID: s9, Currency: "USD",
 		AmountMinor: 1000, FeeMinor: 30, NetMinor: 970}
 	for _, tc := range []struct {
 		name string
@@ -125,6 +126,8 @@ func TestOrderCaptured(t *testing.T) {
 		{"currency", func(e *contracts.OrderSucceeded) { e.Currency = "ABC" }},
 		{"no seller", func(e *contracts.OrderSucceeded) { e.SellerID = "" }},
 		{"no order", func(e *contracts.OrderSucceeded) { e.PaymentOrderID = "" }},
+		{"id not a UUID", func(e *contracts.OrderSucceeded) { e.SellerID = "s-1" }},
+		{"upper-case UUID", func(e *contracts.OrderSucceeded) { e.SellerID = strings.ToUpper(e.SellerID) }},
 	} {
 		ev := base
 		tc.f(&ev)

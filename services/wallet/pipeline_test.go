@@ -364,7 +364,7 @@ func TestPipelineLedgerAndWallet(t *testing.T) {
 	}
 	stranger := uuid.NewString()
 	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		e, err := ledger.OrderCaptured(contracts.OrderSucceeded{PaymentOrderID: uuid.NewString(), MerchantID: merchants[1], SellerID: stranger,
+		e, err := ledger.OrderCaptured(contracts.OrderSucceeded{PaymentOrderID: uuid.NewString(), CheckoutID: uuid.NewString(), MerchantID: merchants[1], SellerID: stranger,
 			Currency: "JPY", AmountMinor: 500, FeeMinor: 0, NetMinor: 500})
 		if err != nil {
 			return err
@@ -396,7 +396,8 @@ func TestPipelineLedgerAndWallet(t *testing.T) {
 // events, or one would record an order the other never sees.
 func TestValidatorsAgree(t *testing.T) {
 	t.Parallel()
-	base := contracts.OrderSucceeded{PaymentOrderID: "po", MerchantID: "m", SellerID: "s", Currency: "USD", AmountMinor: 1000, FeeMinor: 30, NetMinor: 970}
+	base := contracts.OrderSucceeded{PaymentOrderID: uuid.NewString(), CheckoutID: uuid.NewString(), MerchantID: uuid.NewString(),
+		SellerID: uuid.NewString(), Currency: "USD", AmountMinor: 1000, FeeMinor: 30, NetMinor: 970}
 	cases := []func(*contracts.OrderSucceeded){
 		func(*contracts.OrderSucceeded) {},
 		func(e *contracts.OrderSucceeded) { e.FeeMinor, e.NetMinor = 0, 1000 },
@@ -414,6 +415,7 @@ func TestValidatorsAgree(t *testing.T) {
 		func(e *contracts.OrderSucceeded) { e.SellerID = "" },
 		func(e *contracts.OrderSucceeded) { e.MerchantID = strings.Repeat("m", 256) },
 		func(e *contracts.OrderSucceeded) { e.PaymentOrderID = "" },
+		func(e *contracts.OrderSucceeded) { e.SellerID = "s" },
 	}
 	for i, f := range cases {
 		ev := base

@@ -76,34 +76,12 @@ func (c change) next(b Balance) (Balance, error) {
 // maxIDLen matches the tables' CHECKs.
 const maxIDLen = 255
 
-// ValidateOrderSucceeded checks a payments.order.succeeded payload: ids
-// present, a known currency, 0 < amount ≤ money.MaxAmount, fee ≥ 0, net ≥ 0
-// and fee + net = amount (checked). An error wraps ErrInvalidEvent.
-//
-// The ledger applies the same rules to the same event: both must refuse
-// what the other refuses, or the wallet and the ledger drift apart.
+// ValidateOrderSucceeded checks a payments.order.succeeded payload with
+// contracts.OrderSucceeded.Validate (the rules the ledger and the wallet
+// share); an error wraps ErrInvalidEvent.
 func ValidateOrderSucceeded(ev contracts.OrderSucceeded) error {
-	var errs []error
-	for _, f := range []struct{ name, v string }{
-		{"payment_order_id", ev.PaymentOrderID}, {"merchant_id", ev.MerchantID}, {"seller_id", ev.SellerID},
-	} {
-		if f.v == "" || len(f.v) > maxIDLen {
-			errs = append(errs, fmt.Errorf("%s %q: want 1 to %d bytes", f.name, f.v, maxIDLen))
-		}
-	}
-	if _, err := money.ParseCurrency(ev.Currency); err != nil {
-		errs = append(errs, err)
-	}
-	if err := money.ValidAmount(ev.AmountMinor); err != nil {
-		errs = append(errs, fmt.Errorf("amount: %w", err))
-	}
-	if ev.FeeMinor < 0 || ev.NetMinor < 0 {
-		errs = append(errs, fmt.Errorf("fee %d and net %d must not be negative", ev.FeeMinor, ev.NetMinor))
-	} else if sum, err := money.Add(ev.FeeMinor, ev.NetMinor); err != nil || sum != ev.AmountMinor {
-		errs = append(errs, fmt.Errorf("fee %d + net %d <> amount %d", ev.FeeMinor, ev.NetMinor, ev.AmountMinor))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: payment order %q: %w", ErrInvalidEvent, ev.PaymentOrderID, errors.Join(errs...))
+	if err := ev.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 	return nil
 }
