@@ -175,9 +175,13 @@ func (r *Relay) Run(ctx context.Context) error {
 			errDelay = min(max(2*errDelay, 100*time.Millisecond), 5*time.Second)
 			wait = errDelay
 			r.log.Warn("relay pass failed", "err", err, "retry_in", wait)
-		case res.Claimed >= r.cfg.BatchSize:
+		case res.Claimed > 0:
+			// Rows were there, so more may have committed during the pass:
+			// look again at once. Waiting a full poll interval after a busy
+			// pass added up to one interval to the latency (bench: p50 13–17
+			// ms at a 20 ms interval, about 4 ms when re-polling at once).
 			errDelay = 0
-			continue // more rows are waiting
+			continue
 		default:
 			errDelay = 0
 		}
@@ -338,6 +342,15 @@ func (r *Relay) publish(ctx context.Context, rows []row) []sendResult {
 	for _, s := range order {
 		idx := groups[s]
 		if err := r.publishBatch(ctx, rows, idx, results); err != nil {
+			if ctx.Err() != nil {
+				// Shutting down or out of time: not a refusal. Leave the rows
+				// pending (their re-send carries the same Nats-Msg-Id) rather
+				// than re-sending up to a thousand messages one by one.
+				for _, i := range idx {
+					results[i] = sendResult{err: fmt.Errorf("atomic batch: %w", ctx.Err())}
+				}
+				continue
+			}
 			r.log.Info("atomic batch refused; re-sending one by one", "stream", s, "n", len(idx), "err", err)
 			if r.cfg.Metrics != nil {
 				r.cfg.Metrics.relayFallbacks.WithLabelValues(r.cfg.Store.schema).Inc()
