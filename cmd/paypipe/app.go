@@ -161,7 +161,7 @@ func (a *app) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	a.reg.MustRegister(depth)
+	a.reg.MustRegister(depth, dlq.NewReplayedCollector(a.pool, a.log))
 
 	// Loops outlive Start's context: Stop ends them.
 	a.loops, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
