@@ -4,15 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/paypipe/paypipe/internal/pg"
 )
 
 const (
@@ -58,53 +55,9 @@ func buildPaypipe(ctx context.Context, out string) (string, error) {
 // freshDatabase creates an empty database next to the one base names and
 // returns its URL, its name and a function that drops it.
 func freshDatabase(ctx context.Context, base, prefix string) (string, string, func(), error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(cctx, base)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("connect to DATABASE_URL: %w", err)
-	}
-	defer admin.Close(context.WithoutCancel(ctx))
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := prefix + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(cctx, "CREATE DATABASE "+name); err != nil {
-		return "", "", nil, fmt.Errorf("create database: %w", err)
-	}
-	drop := func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(dctx, base)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "e2ebench: drop database %s: %v\n", name, err)
-			return
-		}
-		defer c.Close(dctx)
-		if _, err := c.Exec(dctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			fmt.Fprintf(os.Stderr, "e2ebench: drop database %s: %v\n", name, err)
-		}
-	}
-	u, err := withDatabase(base, name)
-	if err != nil {
-		drop()
-		return "", "", nil, err
-	}
-	return u, name, drop, nil
-}
-
-// withDatabase returns the connection string base pointed at database name.
-func withDatabase(base, name string) (string, error) {
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		u, err := url.Parse(base)
-		if err != nil {
-			return "", fmt.Errorf("parse DATABASE_URL: %w", err)
-		}
-		u.Path = "/" + name
-		u.RawPath = ""
-		return u.String(), nil
-	}
-	// keyword/value form: a later dbname wins.
-	return base + " dbname=" + name, nil
+	return pg.ScratchDatabase(ctx, base, prefix, func(f string, a ...any) {
+		fmt.Fprintf(os.Stderr, "e2ebench: "+f+"\n", a...)
+	})
 }
 
 // freePort asks the kernel for a free loopback port. Another process could

@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"runtime"
 	"slices"
@@ -16,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -460,53 +456,10 @@ func experiment(f Figure) Figure {
 // freshDatabase creates an empty database next to the one url names and
 // returns its URL and a function that drops it.
 func freshDatabase(ctx context.Context, base string) (string, func(), error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(cctx, base)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to DATABASE_URL: %w", err)
-	}
-	defer admin.Close(context.WithoutCancel(ctx))
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "relaybench_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(cctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, fmt.Errorf("create database: %w", err)
-	}
-	drop := func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(dctx, base)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "relaybench: drop database %s: %v\n", name, err)
-			return
-		}
-		defer c.Close(dctx)
-		if _, err := c.Exec(dctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			fmt.Fprintf(os.Stderr, "relaybench: drop database %s: %v\n", name, err)
-		}
-	}
-	u, err := withDatabase(base, name)
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	return u, drop, nil
-}
-
-// withDatabase returns the connection string base pointed at database name.
-func withDatabase(base, name string) (string, error) {
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		u, err := url.Parse(base)
-		if err != nil {
-			return "", fmt.Errorf("parse DATABASE_URL: %w", err)
-		}
-		u.Path = "/" + name
-		u.RawPath = ""
-		return u.String(), nil
-	}
-	// keyword/value form: a later dbname wins.
-	return base + " dbname=" + name, nil
+	u, _, drop, err := pg.ScratchDatabase(ctx, base, "relaybench_", func(f string, a ...any) {
+		fmt.Fprintf(os.Stderr, "relaybench: "+f+"\n", a...)
+	})
+	return u, drop, err
 }
 
 // errorCounter is the relays' log: it counts warnings and errors and prints

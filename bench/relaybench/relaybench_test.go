@@ -93,17 +93,6 @@ func TestPayloadRoundTrip(t *testing.T) {
 	}
 }
 
-func TestWithDatabase(t *testing.T) {
-	got, err := withDatabase("postgres://paypipe:paypipe@127.0.0.1:55432/paypipe?sslmode=disable", "relaybench_x")
-	if err != nil || got != "postgres://paypipe:paypipe@127.0.0.1:55432/relaybench_x?sslmode=disable" {
-		t.Fatalf("got %q, %v", got, err)
-	}
-	got, _ = withDatabase("host=/tmp dbname=paypipe", "relaybench_x")
-	if got != "host=/tmp dbname=paypipe dbname=relaybench_x" {
-		t.Fatalf("got %q", got)
-	}
-}
-
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {

@@ -6,15 +6,10 @@ package testenv
 
 import (
 	"context"
-	"fmt"
-	neturl "net/url"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 
@@ -39,39 +34,18 @@ func DB(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	base := DatabaseURL(t)
-	admin, err := pgx.Connect(ctx, base)
+	url, _, drop, err := pg.ScratchDatabase(ctx, DatabaseURL(t), "t_", t.Logf)
 	if err != nil {
-		t.Fatalf("testenv: connect %s: %v", redact(base), err)
+		t.Fatalf("testenv: %v", err)
 	}
-	defer admin.Close(ctx)
-	name := "t_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:20]
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("testenv: create database: %v", err)
-	}
-	u, err := neturl.Parse(base)
-	if err != nil {
-		t.Fatalf("testenv: DATABASE_URL: %v", err)
-	}
-	u.Path = "/" + name
-	url := u.String()
 	pool, err := pg.Open(ctx, url, pg.Options{MaxConns: 40, AppName: "paypipe-test"})
 	if err != nil {
+		drop()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		pool.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Logf("testenv: drop %s: %v", name, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("testenv: drop %s: %v", name, err)
-		}
+		drop()
 	})
 	return pool, url
 }
@@ -142,11 +116,4 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func redact(u string) string {
-	if cfg, err := pgx.ParseConfig(u); err == nil {
-		return fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
-	}
-	return "(unparseable URL)"
 }
