@@ -91,17 +91,7 @@ WHERE `+leaseGuard+` RETURNING version, registered_at`,
 	if err != nil {
 		return "", fmt.Errorf("executor: record registration of %s: %w", a.checkoutID, err)
 	}
-	ev := contracts.CheckoutRegistered{
-		CheckoutID:   a.checkoutID.String(),
-		MerchantID:   a.merchantID.String(),
-		PSPPaymentID: p.ID,
-		PSPStatus:    status,
-		AmountMinor:  p.AmountMinor,
-		Currency:     p.Currency,
-		RedirectURL:  p.RedirectURL,
-		FailureCode:  p.FailureCode,
-		RegisteredAt: at.UTC(),
-	}
+	ev := pspReport(a.checkoutID, a.merchantID, p, status, at)
 	if err := writeEvent(ctx, tx, contracts.SubjectCheckoutRegistered, a.checkoutID, version, ev); err != nil {
 		return "", err
 	}
@@ -278,17 +268,7 @@ WHERE checkout_id = $1 RETURNING version, next_poll_at IS NULL`,
 		return "", fmt.Errorf("executor: record poll of %s: %w", pl.checkoutID, err)
 	}
 	if emit {
-		ev := contracts.CheckoutResolved{
-			CheckoutID:   pl.checkoutID.String(),
-			MerchantID:   pl.merchantID.String(),
-			PSPPaymentID: p.ID,
-			PSPStatus:    status,
-			AmountMinor:  p.AmountMinor,
-			Currency:     p.Currency,
-			RedirectURL:  p.RedirectURL,
-			FailureCode:  p.FailureCode,
-			RegisteredAt: registeredAt.UTC(),
-		}
+		ev := contracts.CheckoutResolved(pspReport(pl.checkoutID, pl.merchantID, p, status, registeredAt))
 		if err := writeEvent(ctx, tx, contracts.SubjectCheckoutResolved, pl.checkoutID, version, ev); err != nil {
 			return "", err
 		}
@@ -343,4 +323,20 @@ func (e *Executor) normalStatus(checkoutID uuid.UUID, s string) string {
 	}
 	e.log.Warn("unknown PSP status; treated as processing", "checkout_id", checkoutID, "psp_status", s)
 	return psp.StatusProcessing
+}
+
+// pspReport is the payload executor reports the PSP's answer with, whether
+// from registration or from a resolver poll.
+func pspReport(checkoutID, merchantID uuid.UUID, p psp.Payment, status string, registeredAt time.Time) contracts.CheckoutRegistered {
+	return contracts.CheckoutRegistered{
+		CheckoutID:   checkoutID.String(),
+		MerchantID:   merchantID.String(),
+		PSPPaymentID: p.ID,
+		PSPStatus:    status,
+		AmountMinor:  p.AmountMinor,
+		Currency:     p.Currency,
+		RedirectURL:  p.RedirectURL,
+		FailureCode:  p.FailureCode,
+		RegisteredAt: registeredAt.UTC(),
+	}
 }
