@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/paypipe/paypipe/contracts"
 	"github.com/paypipe/paypipe/contracts/money"
 	"github.com/paypipe/paypipe/internal/testenv"
 	"github.com/paypipe/paypipe/outbox"
@@ -41,7 +40,6 @@ func newFixture(t *testing.T) *fixture {
 	pool, _ := testenv.Migrated(t, Schema())
 	f := &fixture{t: t, pool: pool, merchant: uuid.New(), checkout: uuid.New(), currency: "USD", now: time.Now()}
 	f.side = &eventSide{store: outbox.MustStore("payment"), log: slog.New(slog.DiscardHandler), now: func() time.Time { return f.now }}
-	ctx := context.Background()
 	mustExec(t, pool, `INSERT INTO payment.merchants (id, name, fee_bps) VALUES ($1, 'm', 300)`, f.merchant)
 	amounts := []int64{6000, 4000}
 	for _, a := range amounts {
@@ -61,7 +59,6 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'created')`, order, f.checkout, f.mercha
 		f.sellers = append(f.sellers, seller)
 		f.orders = append(f.orders, order)
 	}
-	_ = ctx
 	return f
 }
 
@@ -147,5 +144,3 @@ func (f *fixture) assertMonotonic() {
 }
 
 func drainBody(r *http.Response) { _, _ = io.Copy(io.Discard, r.Body); r.Body.Close() }
-
-var _ = contracts.SubjectOrderSucceeded
