@@ -24,16 +24,25 @@ import (
 	"github.com/paypipe/paypipe/contracts/money"
 )
 
-// stringConsts returns every string constant declared in events.go, parsed
+// stringConsts returns every string constant declared in events.go and
+// events_payout.go, parsed
 // from the source so that a subject, status, kind or cause added there
 // without a schema, a sample or an AsyncAPI entry fails these tests.
 func stringConsts(t *testing.T) map[string]string {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), "events.go", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]string{}
+	for _, file := range []string{"events.go", "events_payout.go"} {
+		f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addStringConsts(t, f, out)
+	}
+	return out
+}
+
+func addStringConsts(t *testing.T, f *ast.File, out map[string]string) {
+	t.Helper()
 	for _, d := range f.Decls {
 		g, ok := d.(*ast.GenDecl)
 		if !ok || g.Tok != token.CONST {
@@ -55,10 +64,9 @@ func stringConsts(t *testing.T) map[string]string {
 			}
 		}
 	}
-	return out
 }
 
-// subjects returns the Subject* constants of events.go by name.
+// subjects returns the Subject* constants by name.
 func subjects(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -148,7 +156,7 @@ func samples(t *testing.T) map[string][]sample {
 		}
 		return e
 	}
-	return map[string][]sample{
+	out := map[string][]sample{
 		contracts.SubjectCheckoutCreated: {
 			{"hosted", contracts.CheckoutCreated{
 				CheckoutID: checkout, MerchantID: merchant, BuyerID: "buyer-4711", Currency: "USD", AmountMinor: 12_550,
@@ -203,6 +211,175 @@ func samples(t *testing.T) map[string][]sample {
 			{"owing the platform", contracts.WalletBalanceChanged{SellerID: sellerA, MerchantID: merchant, Currency: "USD",
 				Cause: contracts.CauseOrderSucceeded, PaymentOrderID: orderB, DeltaPendingMinor: 0,
 				PendingMinor: 9_700, AvailableMinor: -5_000, PaidOutMinor: 120_000, Version: 7, ChangedAt: now}},
+		},
+	}
+	for subject, ss := range payoutSamples(t, checkout, merchant, sellerA, orderA, feeA, now) {
+		out[subject] = append(out[subject], ss...)
+	}
+	return out
+}
+
+// payoutSamples are the pay-out side's events (issue 5), built as payment,
+// executor, wallet, ledger, payout and the reconciler build them.
+func payoutSamples(t *testing.T, checkout, merchant, seller, order string, orderFee int64, now time.Time) map[string][]sample {
+	t.Helper()
+	const orderAmount, pspPayment = 10_000, "pay_3KqZ8dWmP0"
+	orderNet := orderAmount - orderFee
+	// A partial refund returns the fee pro rata, half up.
+	refund, refundAmount := newID(t), int64(2_500)
+	refundFee := (orderFee*refundAmount*2 + orderAmount) / (2 * orderAmount)
+	refundNet := refundAmount - refundFee
+	ns := uuid.MustParse("6f1d8a52-3c1e-4f0e-9a57-2f8f1a7e0b3d")
+	payout := uuid.NewSHA1(ns, []byte(seller+"|USD|2026-03-02")).String()
+	run, batch := newID(t), uuid.NewSHA1(ns, []byte("settlement-2026-03-02.csv|USD|0")).String()
+	entry := func(kind, ref string) string {
+		return uuid.NewSHA1(ns, []byte(kind+":"+ref)).String()
+	}
+	changed := contracts.PayoutChanged{PayoutID: payout, MerchantID: merchant, SellerID: seller, Currency: "USD",
+		Period: "2026-03-02", Status: contracts.PayoutStatusCreated, AmountMinor: 42_000, Version: 2, CreatedAt: now, ChangedAt: now}
+	sent, paid, failed, canceled := changed, changed, changed, changed
+	sent.Status, sent.PSPPayoutID, sent.Version = contracts.PayoutStatusSent, "po_9xK2mQ", 3
+	paid.Status, paid.PSPPayoutID, paid.Version = contracts.PayoutStatusPaid, "po_9xK2mQ", 4
+	failed.Status, failed.PSPPayoutID, failed.FailureCode, failed.Version = contracts.PayoutStatusFailed, "po_9xK2mQ", "account_closed", 4
+	failedUnsent := failed
+	failedUnsent.PSPPayoutID, failedUnsent.FailureCode, failedUnsent.Version = "", "psp_rejected:invalid_bank_account", 3
+	canceled.Status, canceled.AmountMinor, canceled.Reason = contracts.PayoutStatusCanceled, 0, "nothing_available"
+	balance := contracts.WalletBalanceChanged{SellerID: seller, MerchantID: merchant, Currency: "USD", ChangedAt: now}
+	fulfilled, refunded, reserved, returned := balance, balance, balance, balance
+	fulfilled.Cause, fulfilled.Ref, fulfilled.PaymentOrderID = contracts.CauseOrderFulfilled, order, order
+	fulfilled.DeltaPendingMinor, fulfilled.DeltaAvailableMinor = -orderNet, orderNet
+	fulfilled.AvailableMinor, fulfilled.Version = orderNet, 2
+	refunded.Cause, refunded.Ref, refunded.DeltaAvailableMinor = contracts.CauseRefund, refund, -refundNet
+	refunded.AvailableMinor, refunded.Version = orderNet-refundNet, 3
+	reserved.Cause, reserved.Ref, reserved.DeltaAvailableMinor, reserved.DeltaPaidOutMinor = contracts.CausePayoutReserved, payout, -(orderNet - refundNet), orderNet-refundNet
+	reserved.PaidOutMinor, reserved.Version = orderNet-refundNet, 4
+	returned.Cause, returned.Ref, returned.DeltaAvailableMinor, returned.DeltaPaidOutMinor = contracts.CausePayoutReturned, payout, orderNet-refundNet, -(orderNet - refundNet)
+	returned.AvailableMinor, returned.Version = orderNet-refundNet, 5
+	legacy := contracts.OrderSucceeded{PaymentOrderID: order, CheckoutID: checkout, MerchantID: merchant, SellerID: seller,
+		Currency: "USD", AmountMinor: orderAmount, FeeMinor: orderFee, NetMinor: orderNet, PSPPaymentID: pspPayment,
+		CheckoutAmountMinor: 12_550, SucceededAt: now}
+	return map[string][]sample{
+		contracts.SubjectOrderFulfilled: {
+			{"fulfilled", contracts.OrderFulfilled{PaymentOrderID: order, CheckoutID: checkout, MerchantID: merchant, SellerID: seller,
+				Currency: "USD", NetMinor: orderNet, FulfilledAt: now}},
+			{"100% fee", contracts.OrderFulfilled{PaymentOrderID: order, CheckoutID: checkout, MerchantID: merchant, SellerID: seller,
+				Currency: "JPY", NetMinor: 0, FulfilledAt: now}},
+		},
+		contracts.SubjectRefundCreated: {
+			{"partial, with a reason", contracts.RefundCreated{RefundID: refund, PaymentOrderID: order, CheckoutID: checkout, MerchantID: merchant,
+				SellerID: seller, PSPPaymentID: pspPayment, Currency: "USD", AmountMinor: refundAmount, FeeMinor: refundFee, NetMinor: refundNet,
+				Reason: "requested_by_customer", CreatedAt: now}},
+			{"full, no reason", contracts.RefundCreated{RefundID: refund, PaymentOrderID: order, CheckoutID: checkout, MerchantID: merchant,
+				SellerID: seller, PSPPaymentID: pspPayment, Currency: "USD", AmountMinor: orderAmount, FeeMinor: orderFee, NetMinor: orderNet, CreatedAt: now}},
+		},
+		contracts.SubjectRefundReported: {
+			{"succeeded", contracts.RefundReported{RefundID: refund, MerchantID: merchant, PSPRefundID: "re_7TqL2v", Status: contracts.RefundStatusSucceeded,
+				AmountMinor: refundAmount, Currency: "USD", ReportedAt: now}},
+			{"pending", contracts.RefundReported{RefundID: refund, MerchantID: merchant, PSPRefundID: "re_7TqL2v", Status: contracts.RefundStatusPending,
+				AmountMinor: refundAmount, Currency: "USD", ReportedAt: now}},
+			{"refused by the PSP", contracts.RefundReported{RefundID: refund, MerchantID: merchant, Status: contracts.RefundStatusFailed,
+				AmountMinor: refundAmount, Currency: "USD", FailureCode: "psp_rejected:charge_disputed", ReportedAt: now}},
+		},
+		contracts.SubjectRefundSucceeded: {
+			{"succeeded", contracts.RefundSucceeded{RefundID: refund, PaymentOrderID: order, CheckoutID: checkout, MerchantID: merchant,
+				SellerID: seller, PSPPaymentID: pspPayment, PSPRefundID: "re_7TqL2v", Currency: "USD",
+				AmountMinor: refundAmount, FeeMinor: refundFee, NetMinor: refundNet, SucceededAt: now}},
+		},
+		contracts.SubjectRefundFailed: {
+			{"failed", contracts.RefundFailed{RefundID: refund, PaymentOrderID: order, CheckoutID: checkout, MerchantID: merchant,
+				SellerID: seller, Currency: "USD", AmountMinor: refundAmount, FailureCode: "insufficient_funds", FailedAt: now}},
+		},
+		contracts.SubjectPayoutRequested: {
+			{"requested", contracts.PayoutRequest{PayoutID: payout, MerchantID: merchant, SellerID: seller, Currency: "USD",
+				Period: "2026-03-02", RequestedAt: now}},
+		},
+		contracts.SubjectPayoutCreated:  {{"created", changed}},
+		contracts.SubjectPayoutSent:     {{"sent", sent}},
+		contracts.SubjectPayoutPaid:     {{"paid", paid}},
+		contracts.SubjectPayoutFailed:   {{"returned by the bank", failed}, {"refused by the PSP", failedUnsent}},
+		contracts.SubjectPayoutCanceled: {{"nothing available", canceled}},
+		contracts.SubjectWalletPayoutReserved: {
+			{"reserved", contracts.PayoutReserved{PayoutID: payout, MerchantID: merchant, SellerID: seller, Currency: "USD",
+				AmountMinor: money.MaxAmount, ReservedAt: now}},
+		},
+		contracts.SubjectWalletPayoutRejected: {
+			{"owing the platform", contracts.PayoutRejected{PayoutID: payout, MerchantID: merchant, SellerID: seller, Currency: "USD",
+				Reason: "nothing_available", AvailableMinor: -5_000, RejectedAt: now}},
+		},
+		contracts.SubjectReconBatchSettled: {
+			{"charges and refunds", contracts.BatchSettled{BatchID: batch, SettlementDate: "2026-03-02", FileID: "settlement-2026-03-02.csv",
+				Currency: "USD", Lines: 3, ChargesGrossMinor: 22_550, RefundsGrossMinor: refundAmount, FeesMinor: 654, SettledAt: now}},
+			{"payout lines only", contracts.BatchSettled{BatchID: batch, SettlementDate: "2024-02-29", FileID: "settlement-2024-02-29.csv",
+				Currency: "EUR", Lines: 1, SettledAt: now}},
+		},
+		contracts.SubjectReconChargeConfirmed: {
+			{"confirmed", contracts.ChargeConfirmed{CheckoutID: checkout, PSPPaymentID: pspPayment, PSPStatus: contracts.PSPStatusSucceeded,
+				AmountMinor: 12_550, Currency: "USD", SettlementDate: "2026-03-02", ConfirmedAt: now}},
+		},
+		contracts.SubjectReconMismatchFound: {
+			{"a line, fee differs", contracts.MismatchFound{MismatchID: newID(t), RunID: run, SettlementDate: "2026-03-02",
+				Class: contracts.MismatchFee, Queue: contracts.MismatchQueue(contracts.MismatchFee), Reaction: "queued",
+				LineNo: 4, RecordType: "charge", PSPReference: pspPayment, MerchantReference: checkout, Currency: "USD",
+				FileAmountMinor: 728, LedgerAmountMinor: 364, Detail: "fee 728, contract 364 (290 bps of 12550)", FoundAt: now}},
+			{"no line: wallet drift", contracts.MismatchFound{MismatchID: newID(t), RunID: run, SettlementDate: "2026-03-02",
+				Class: contracts.MismatchWalletDrift, Queue: contracts.QueueFinance, Reaction: "queued",
+				FileAmountMinor: 0, LedgerAmountMinor: -120, Detail: "wallet available 9580, seller_payable 9700", FoundAt: now}},
+		},
+		contracts.SubjectReconMismatchResolved: {
+			{"by paypipe", contracts.MismatchResolved{MismatchID: newID(t), Class: contracts.MismatchSettlesLater, Queue: contracts.QueueAuto,
+				Resolution: "settled", ResolvedBy: "reconciler", ResolvedAt: now}},
+			{"by a person", contracts.MismatchResolved{MismatchID: newID(t), Class: contracts.MismatchUnknownReference, Queue: contracts.QueueInvestigation,
+				Resolution: "written_off", ResolvedBy: "ana@finance.example", Note: "PSP test charge, confirmed by support ticket 4411", ResolvedAt: now}},
+		},
+		contracts.SubjectReconRunCompleted: {
+			{"completed", contracts.RunCompleted{RunID: run, SettlementDate: "2026-03-02", FileID: "settlement-2026-03-02.csv", Lines: 5, Matched: 3,
+				Mismatches: map[string]int64{contracts.MismatchFee: 1, contracts.MismatchSettlesLater: 1},
+				Totals: []contracts.CurrencyTotals{
+					{Currency: "EUR", Lines: 1, MatchedLines: 1, FileNetMinor: -42_000, MatchedGrossMinor: -42_000},
+					{Currency: "USD", Lines: 4, MatchedLines: 2, FileNetMinor: 19_396, MatchedGrossMinor: 20_050, MismatchedAbsMinor: 364},
+				}, CompletedAt: now}},
+			{"an empty day", contracts.RunCompleted{RunID: run, SettlementDate: "2026-03-03", FileID: "settlement-2026-03-03.csv",
+				Mismatches: map[string]int64{}, Totals: []contracts.CurrencyTotals{}, CompletedAt: now}},
+		},
+		// The pay-in events' new optional fields, set.
+		contracts.SubjectOrderSucceeded: {{"with checkout amount", legacy}},
+		contracts.SubjectLedgerEntryPosted: {
+			{"refund reversal", contracts.LedgerEntryPosted{EntryID: entry(contracts.EntryOrderRefunded, refund),
+				ExternalID: contracts.EntryOrderRefunded + ":" + refund, Kind: contracts.EntryOrderRefunded, MerchantID: merchant,
+				PaymentOrderID: order, Currency: "USD", Reference: refund, PSPReference: "re_7TqL2v", PSPAmountMinor: refundAmount,
+				Postings: []contracts.Posting{
+					{Account: contracts.SellerPayable(seller), Direction: contracts.Debit, AmountMinor: refundNet},
+					{Account: contracts.AccountPlatformFeeRevenue, Direction: contracts.Debit, AmountMinor: refundFee},
+					{Account: contracts.AccountPSPReceivable, Direction: contracts.Credit, AmountMinor: refundAmount},
+				}, PostedAt: now.Truncate(time.Microsecond)}},
+			{"payout initiated", contracts.LedgerEntryPosted{EntryID: entry(contracts.EntryPayoutInitiated, payout),
+				ExternalID: contracts.EntryPayoutInitiated + ":" + payout, Kind: contracts.EntryPayoutInitiated, MerchantID: merchant,
+				Currency: "USD", Reference: payout, Postings: []contracts.Posting{
+					{Account: contracts.SellerPayable(seller), Direction: contracts.Debit, AmountMinor: 42_000},
+					{Account: contracts.AccountPayoutInTransit, Direction: contracts.Credit, AmountMinor: 42_000},
+				}, PostedAt: now.Truncate(time.Microsecond)}},
+			{"payout paid", contracts.LedgerEntryPosted{EntryID: entry(contracts.EntryPayoutPaid, payout),
+				ExternalID: contracts.EntryPayoutPaid + ":" + payout, Kind: contracts.EntryPayoutPaid, MerchantID: merchant,
+				Currency: "USD", Reference: payout, PSPReference: "po_9xK2mQ", PSPAmountMinor: 42_000, Postings: []contracts.Posting{
+					{Account: contracts.AccountPayoutInTransit, Direction: contracts.Debit, AmountMinor: 42_000},
+					{Account: contracts.AccountBank, Direction: contracts.Credit, AmountMinor: 42_000},
+				}, PostedAt: now.Truncate(time.Microsecond)}},
+			{"payout returned", contracts.LedgerEntryPosted{EntryID: entry(contracts.EntryPayoutReturned, payout),
+				ExternalID: contracts.EntryPayoutReturned + ":" + payout, Kind: contracts.EntryPayoutReturned, MerchantID: merchant,
+				Currency: "USD", Reference: payout, Postings: []contracts.Posting{
+					{Account: contracts.AccountPayoutInTransit, Direction: contracts.Debit, AmountMinor: 42_000},
+					{Account: contracts.SellerPayable(seller), Direction: contracts.Credit, AmountMinor: 42_000},
+				}, PostedAt: now.Truncate(time.Microsecond)}},
+			{"settlement", contracts.LedgerEntryPosted{EntryID: entry(contracts.EntrySettlement, batch),
+				ExternalID: contracts.EntrySettlement + ":" + batch, Kind: contracts.EntrySettlement, MerchantID: merchant,
+				Currency: "USD", Postings: []contracts.Posting{
+					{Account: contracts.AccountBank, Direction: contracts.Debit, AmountMinor: 22_550 - refundAmount - 654},
+					{Account: contracts.AccountPSPFeeExpense, Direction: contracts.Debit, AmountMinor: 654},
+					{Account: contracts.AccountPSPReceivable, Direction: contracts.Credit, AmountMinor: 22_550 - refundAmount},
+				}, PostedAt: now.Truncate(time.Microsecond)}},
+		},
+		contracts.SubjectWalletBalance: {
+			{"order fulfilled", fulfilled}, {"refund", refunded}, {"payout reserved", reserved}, {"payout returned", returned},
 		},
 	}
 }
@@ -287,9 +464,18 @@ func TestSamplesValidate(t *testing.T) {
 			if err := contracts.ValidateEvent(ceType, marshal(t, s.event)); err != nil {
 				t.Errorf("%s %s: %v", ceType, s.name, err)
 			}
+			// What the schema accepts, the Go-side checks the consumers run accept too.
+			if v, ok := s.event.(interface{ Validate() error }); ok {
+				if err := v.Validate(); err != nil {
+					t.Errorf("%s %s: Validate: %v", ceType, s.name, err)
+				}
+			}
 		}
-		props, required := schemaFields(t, ceType)
+		props, required := schemaFields(t, ceType+".json")
 		goProps, goRequired := jsonFields(reflect.TypeOf(ss[0].event))
+		// Fields added to a type after events of it were written: Go always
+		// emits them, the schema cannot require them.
+		goRequired = slices.DeleteFunc(goRequired, func(f string) bool { return slices.Contains(addedLater[ceType], f) })
 		if !slices.Equal(props, goProps) {
 			t.Errorf("%s: schema properties %v, Go %T fields %v", ceType, props, ss[0].event, goProps)
 		}
@@ -299,13 +485,35 @@ func TestSamplesValidate(t *testing.T) {
 	}
 }
 
+// addedLater lists, per ce-type, the fields a Go type always emits that
+// its schema leaves optional because events written before them exist.
+var addedLater = map[string][]string{
+	contracts.TypeOf(contracts.SubjectWalletBalance): {"delta_available_minor", "delta_paid_out_minor"},
+}
+
 // schemaFields returns the sorted top-level properties and required fields of
-// a schema, following a root allOf $ref (resolved is registered's shape).
-func schemaFields(t *testing.T, ceType string) (props, required []string) {
+// a schema, following a root allOf $ref (resolved is registered's shape; the
+// payouts.payout.* share common.json's payoutChanged). ref is a schema
+// file, optionally with a fragment of $defs.
+func schemaFields(t *testing.T, ref string) (props, required []string) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("schemas", ceType+".json"))
+	file, fragment, _ := strings.Cut(ref, "#")
+	raw, err := os.ReadFile(filepath.Join("schemas", file))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fragment != "" {
+		var defs struct {
+			Defs map[string]json.RawMessage `json:"$defs"`
+		}
+		if err := json.Unmarshal(raw, &defs); err != nil {
+			t.Fatal(err)
+		}
+		def, ok := defs.Defs[strings.TrimPrefix(fragment, "/$defs/")]
+		if !ok {
+			t.Fatalf("%s: no such definition", ref)
+		}
+		raw = def
 	}
 	var doc struct {
 		Properties map[string]json.RawMessage `json:"properties"`
@@ -321,13 +529,13 @@ func schemaFields(t *testing.T, ceType string) (props, required []string) {
 	if doc.AdditionalProperties == nil {
 		for _, a := range doc.AllOf {
 			if a.Ref != "" {
-				return schemaFields(t, strings.TrimSuffix(a.Ref, ".json"))
+				return schemaFields(t, a.Ref)
 			}
 		}
-		t.Fatalf("%s: neither additionalProperties nor a root $ref", ceType)
+		t.Fatalf("%s: neither additionalProperties nor a root $ref", ref)
 	}
 	if *doc.AdditionalProperties {
-		t.Errorf("%s: additionalProperties must be false", ceType)
+		t.Errorf("%s: additionalProperties must be false", ref)
 	}
 	for p := range doc.Properties {
 		props = append(props, p)
@@ -423,6 +631,15 @@ func TestMutationsFail(t *testing.T) {
 	amounts := func(f string, min int64) []mutation {
 		return []mutation{set(f, min-1), set(f, -1), set(f, money.MaxAmount+1), set(f, 10.5), set(f, "100")}
 	}
+	pspIDs := func(f string) []mutation {
+		return []mutation{set(f, ""), set(f, strings.Repeat("p", 256)), set(f, "pay\n1"), set(f, 7.0)}
+	}
+	periods := func(f string) []mutation {
+		return []mutation{set(f, ""), set(f, strings.Repeat("p", 65)), set(f, "2026\t03")}
+	}
+	dates := func(f string) []mutation {
+		return []mutation{set(f, "2026-3-2"), set(f, "2026-02-30"), set(f, "02/03/2026"), set(f, "2026-03-02T00:00:00Z"), set(f, "")}
+	}
 	cases := map[string][]mutation{
 		contracts.SubjectCheckoutCreated: slices.Concat(
 			common("checkout_id", "merchant_id", "currency", "created_at", "orders.0.payment_order_id", "orders.1.seller_id"),
@@ -449,7 +666,8 @@ func TestMutationsFail(t *testing.T) {
 		contracts.SubjectOrderSucceeded: slices.Concat(
 			common("payment_order_id", "checkout_id", "merchant_id", "seller_id", "currency", "succeeded_at"),
 			amounts("amount_minor", 1), amounts("fee_minor", 0), amounts("net_minor", 0),
-			[]mutation{set("psp_payment_id", "")}),
+			[]mutation{set("psp_payment_id", ""), set("checkout_amount_minor", 0), set("checkout_amount_minor", -1),
+				set("checkout_amount_minor", money.MaxAmount+1)}),
 		contracts.SubjectOrderFailed: slices.Concat(
 			common("payment_order_id", "checkout_id", "merchant_id", "seller_id", "currency", "failed_at"),
 			amounts("amount_minor", 1), []mutation{set("failure_code", "")}),
@@ -463,6 +681,9 @@ func TestMutationsFail(t *testing.T) {
 				set("postings.0.direction", "DEBIT"), set("postings.0.direction", "dr"), set("postings.0.account", ""),
 				set("postings.0.extra", 1), del("postings.1.direction"),
 				set("postings", []any{map[string]any{"account": "psp_receivable", "direction": "debit", "amount_minor": 1}}),
+				set("merchant_id", ""), // only a settlement has no merchant
+				set("reference", ""), set("psp_reference", ""), set("psp_reference", strings.Repeat("r", 256)),
+				set("psp_amount_minor", 0), set("psp_amount_minor", money.MaxAmount+1),
 			}),
 		contracts.SubjectWalletBalance: slices.Concat(
 			common("seller_id", "merchant_id", "payment_order_id", "currency", "changed_at"),
@@ -472,7 +693,77 @@ func TestMutationsFail(t *testing.T) {
 				set("delta_pending_minor", -100), // an order_succeeded change only adds
 				set("available_minor", 1.5), set("available_minor", json.Number("-9223372036854775809")),
 				set("pending_minor", json.Number("9223372036854775808")),
+				set("cause", "payout"), set("ref", "po_1"), set("ref", upperUUID),
+				set("delta_available_minor", 5), set("delta_paid_out_minor", -5), // an order_succeeded change touches pending only
+				set("delta_available_minor", 1.5),
 			}),
+
+		// Pay-out side.
+		contracts.SubjectOrderFulfilled: slices.Concat(
+			common("payment_order_id", "checkout_id", "merchant_id", "seller_id", "currency", "fulfilled_at"),
+			amounts("net_minor", 0)),
+		contracts.SubjectRefundCreated: slices.Concat(
+			common("refund_id", "payment_order_id", "checkout_id", "merchant_id", "seller_id", "currency", "created_at"),
+			amounts("amount_minor", 1), amounts("fee_minor", 0), amounts("net_minor", 0), pspIDs("psp_payment_id"),
+			[]mutation{set("reason", ""), set("reason", "a\nb"), set("reason", strings.Repeat("r", 1001))}),
+		contracts.SubjectRefundReported: slices.Concat(
+			common("refund_id", "merchant_id", "currency", "reported_at"), amounts("amount_minor", 1), pspIDs("psp_refund_id"),
+			[]mutation{set("status", "refunded"), set("status", "SUCCEEDED"),
+				del("psp_refund_id"),          // succeeded: the PSP knows it
+				set("failure_code", "denied"), // only on failed
+			}),
+		contracts.SubjectRefundSucceeded: slices.Concat(
+			common("refund_id", "payment_order_id", "checkout_id", "merchant_id", "seller_id", "currency", "succeeded_at"),
+			amounts("amount_minor", 1), amounts("fee_minor", 0), amounts("net_minor", 0), pspIDs("psp_payment_id"), pspIDs("psp_refund_id")),
+		contracts.SubjectRefundFailed: slices.Concat(
+			common("refund_id", "payment_order_id", "checkout_id", "merchant_id", "seller_id", "currency", "failed_at"),
+			amounts("amount_minor", 1), []mutation{set("failure_code", ""), set("failure_code", "a\tb")}),
+		contracts.SubjectPayoutRequested: slices.Concat(
+			common("payout_id", "merchant_id", "seller_id", "currency", "requested_at"), periods("period")),
+		contracts.SubjectPayoutCreated: slices.Concat(
+			common("payout_id", "merchant_id", "seller_id", "currency", "created_at", "changed_at"),
+			amounts("amount_minor", 1), periods("period"),
+			[]mutation{set("status", contracts.PayoutStatusSent), set("status", contracts.PayoutStatusRequested), set("status", "CREATED"),
+				set("version", 0), set("version", -1), set("failure_code", "x"), set("reason", ""), set("psp_payout_id", "")}),
+		contracts.SubjectPayoutSent: slices.Concat(
+			common("payout_id", "merchant_id", "seller_id", "currency", "created_at", "changed_at"), amounts("amount_minor", 1),
+			pspIDs("psp_payout_id"), []mutation{set("status", contracts.PayoutStatusPaid), del("psp_payout_id")}),
+		contracts.SubjectPayoutPaid: slices.Concat(
+			common("payout_id", "merchant_id", "seller_id", "currency", "created_at", "changed_at"), amounts("amount_minor", 1),
+			pspIDs("psp_payout_id"), []mutation{set("status", contracts.PayoutStatusSent), del("psp_payout_id")}),
+		contracts.SubjectPayoutFailed: slices.Concat(
+			common("payout_id", "merchant_id", "seller_id", "currency", "created_at", "changed_at"), amounts("amount_minor", 1),
+			[]mutation{set("status", contracts.PayoutStatusPaid), del("failure_code"), set("failure_code", ""),
+				set("failure_code", strings.Repeat("f", 256))}),
+		contracts.SubjectPayoutCanceled: slices.Concat(
+			common("payout_id", "merchant_id", "seller_id", "currency", "created_at", "changed_at"), amounts("amount_minor", 0),
+			[]mutation{set("status", contracts.PayoutStatusCreated), set("reason", "")}),
+		contracts.SubjectWalletPayoutReserved: slices.Concat(
+			common("payout_id", "merchant_id", "seller_id", "currency", "reserved_at"), amounts("amount_minor", 1)),
+		contracts.SubjectWalletPayoutRejected: slices.Concat(
+			common("payout_id", "merchant_id", "seller_id", "currency", "rejected_at"),
+			[]mutation{set("reason", ""), set("available_minor", 1.5), set("available_minor", "0")}),
+		contracts.SubjectReconBatchSettled: slices.Concat(
+			common("batch_id", "currency", "settled_at"), dates("settlement_date"),
+			[]mutation{set("lines", 0), set("charges_gross_minor", -1), set("refunds_gross_minor", -1), set("fees_minor", -1),
+				set("fees_minor", 0.5), set("file_id", ""), set("file_id", strings.Repeat("f", 256))}),
+		contracts.SubjectReconChargeConfirmed: slices.Concat(
+			common("checkout_id", "currency", "confirmed_at"), dates("settlement_date"), amounts("amount_minor", 1), pspIDs("psp_payment_id"),
+			[]mutation{set("psp_status", contracts.PSPStatusFailed), set("psp_status", contracts.PSPStatusProcessing)}),
+		contracts.SubjectReconMismatchFound: slices.Concat(
+			common("mismatch_id", "run_id", "currency", "found_at"), dates("settlement_date"),
+			[]mutation{set("class", "fee"), set("class", ""), set("queue", contracts.QueueAuto), set("queue", "ops"),
+				set("record_type", "adjustment"), set("line_no", 0), set("detail", ""), set("reaction", ""),
+				set("file_amount_minor", 1.5), set("psp_reference", "")}),
+		contracts.SubjectReconMismatchResolved: slices.Concat(
+			common("mismatch_id", "resolved_at"),
+			[]mutation{set("class", "late"), set("queue", contracts.QueueFinance), set("resolution", ""), set("resolved_by", ""),
+				set("note", ""), set("resolved_by", "a\nb")}),
+		contracts.SubjectReconRunCompleted: slices.Concat(
+			common("run_id", "completed_at", "totals.0.currency"), dates("settlement_date"),
+			[]mutation{set("mismatches.fee", 1.0), set("mismatches.fee_mismatch", -1), set("mismatches.fee_mismatch", 0.5),
+				set("totals.0.extra", 1), del("totals.0.lines"), set("totals.1.mismatched_abs_minor", -1),
+				set("lines", -1), set("matched", -1), set("file_id", ""), set("totals", map[string]any{})}),
 	}
 	all := samples(t)
 	for _, subject := range subjects(t) {
@@ -485,24 +776,32 @@ func TestMutationsFail(t *testing.T) {
 		base := all[subject][0].event
 		_, always := jsonFields(reflect.TypeOf(base))
 		for _, f := range always {
-			ms = append(ms, del(f))
+			if !slices.Contains(addedLater[ceType], f) {
+				ms = append(ms, del(f))
+			}
 		}
 		ms = append(ms, set("unexpected", "field"))
 		for _, m := range ms {
-			var doc map[string]any
-			if err := json.Unmarshal(marshal(t, base), &doc); err != nil {
-				t.Fatal(err)
-			}
-			m.fn(doc)
-			err := contracts.ValidateEvent(ceType, marshal(t, doc))
-			var se *contracts.SchemaError
-			switch {
-			case err == nil:
-				t.Errorf("%s %s: accepted", ceType, m.name)
-			case !errors.Is(err, contracts.ErrInvalidEvent) || !errors.As(err, &se) || len(se.Violations) == 0:
-				t.Errorf("%s %s: error %v, want a *SchemaError with violations", ceType, m.name, err)
-			}
+			refused(t, ceType, base, m)
 		}
+	}
+}
+
+// refused checks that the schema of ceType refuses event changed by m.
+func refused(t *testing.T, ceType string, event any, m mutation) {
+	t.Helper()
+	var doc map[string]any
+	if err := json.Unmarshal(marshal(t, event), &doc); err != nil {
+		t.Fatal(err)
+	}
+	m.fn(doc)
+	err := contracts.ValidateEvent(ceType, marshal(t, doc))
+	var se *contracts.SchemaError
+	switch {
+	case err == nil:
+		t.Errorf("%s %s: accepted", ceType, m.name)
+	case !errors.Is(err, contracts.ErrInvalidEvent) || !errors.As(err, &se) || len(se.Violations) == 0:
+		t.Errorf("%s %s: error %v, want a *SchemaError with violations", ceType, m.name, err)
 	}
 }
 
@@ -784,7 +1083,8 @@ func TestAsyncAPI(t *testing.T) {
 			consumersOf[f] = append(consumersOf[f], c.Config.Durable)
 		}
 	}
-	sources := map[string]bool{contracts.SourcePayment: true, contracts.SourceExecutor: true, contracts.SourceLedger: true, contracts.SourceWallet: true}
+	sources := map[string]bool{contracts.SourcePayment: true, contracts.SourceExecutor: true, contracts.SourceLedger: true,
+		contracts.SourceWallet: true, contracts.SourcePayout: true, contracts.SourceRecon: true}
 
 	channelOf := map[string]string{}
 	for id, ch := range doc.Channels {
@@ -923,6 +1223,12 @@ func TestEnumsMatchConstants(t *testing.T) {
 		{"ledger.entry.posted.v1.json", []string{"$defs", "posting", "properties", "direction", "enum"},
 			func(n string) bool { return n == "Debit" || n == "Credit" }},
 		{"wallet.balance.changed.v1.json", []string{"properties", "cause", "enum"}, prefix("Cause")},
+		{"payments.refund.reported.v1.json", []string{"properties", "status", "enum"}, prefix("RefundStatus")},
+		// requested is payouts.payout.requested's own shape, not a PayoutChanged.
+		{"common.json", []string{"$defs", "payoutChanged", "properties", "status", "enum"},
+			func(n string) bool { return strings.HasPrefix(n, "PayoutStatus") && n != "PayoutStatusRequested" }},
+		{"common.json", []string{"$defs", "mismatchClass", "enum"}, prefix("Mismatch")},
+		{"common.json", []string{"$defs", "mismatchQueue", "enum"}, prefix("Queue")},
 	} {
 		raw, err := os.ReadFile(filepath.Join("schemas", c.file))
 		if err != nil {
@@ -951,5 +1257,384 @@ func TestEnumsMatchConstants(t *testing.T) {
 		if len(want) == 0 || !slices.Equal(got, want) {
 			t.Errorf("%s %s: enum %v, events.go constants %v", c.file, strings.Join(c.pointer, "/"), got, want)
 		}
+	}
+}
+
+// sampleNamed returns the sample of subject called name.
+func sampleNamed(t *testing.T, subject, name string) any {
+	t.Helper()
+	for _, s := range samples(t)[subject] {
+		if s.name == name {
+			return s.event
+		}
+	}
+	t.Fatalf("%s: no sample %q", subject, name)
+	return nil
+}
+
+// The cross-field rules of the pay-out side that the first sample of a
+// subject cannot show: per ledger kind, per wallet cause, per refund
+// status. Each row starts from a valid sample; ok says whether the change
+// keeps it valid.
+func TestPayoutSideRules(t *testing.T) {
+	t.Parallel()
+	const somePayout = "0198c2a4-7b1f-7d01-a2b3-c4d5e6f7a8b9"
+	for _, c := range []struct {
+		subject, sample string
+		m               mutation
+		ok              bool
+	}{
+		{contracts.SubjectRefundReported, "refused by the PSP", del("failure_code"), false},
+		{contracts.SubjectRefundReported, "refused by the PSP", set("psp_refund_id", "re_1"), true},
+		{contracts.SubjectRefundReported, "pending", set("failure_code", "x"), false},
+		{contracts.SubjectRefundReported, "pending", del("psp_refund_id"), true},
+
+		{contracts.SubjectLedgerEntryPosted, "refund reversal", del("reference"), false},
+		{contracts.SubjectLedgerEntryPosted, "refund reversal", del("psp_reference"), false},
+		{contracts.SubjectLedgerEntryPosted, "refund reversal", del("psp_amount_minor"), false},
+		{contracts.SubjectLedgerEntryPosted, "refund reversal", set("external_id", "payout_paid:"+somePayout), false},
+		{contracts.SubjectLedgerEntryPosted, "refund reversal", del("payment_order_id"), true},
+		{contracts.SubjectLedgerEntryPosted, "payout paid", del("psp_reference"), false},
+		{contracts.SubjectLedgerEntryPosted, "payout paid", set("merchant_id", ""), false},
+		{contracts.SubjectLedgerEntryPosted, "payout initiated", del("reference"), true},
+		{contracts.SubjectLedgerEntryPosted, "payout initiated", set("external_id", "payout_initiated:po_1"), false},
+		{contracts.SubjectLedgerEntryPosted, "payout returned", set("kind", contracts.EntryPayoutInitiated), false},
+		{contracts.SubjectLedgerEntryPosted, "settlement", set("merchant_id", ""), true},
+		{contracts.SubjectLedgerEntryPosted, "settlement", set("merchant_id", "platform"), false},
+		{contracts.SubjectLedgerEntryPosted, "settlement", set("payment_order_id", somePayout), false},
+		{contracts.SubjectLedgerEntryPosted, "settlement", set("psp_reference", "st_1"), false},
+
+		// Balance events written before ref and the new deltas existed.
+		{contracts.SubjectWalletBalance, "order succeeded", mutation{"legacy", func(m map[string]any) {
+			delete(m, "delta_available_minor")
+			delete(m, "delta_paid_out_minor")
+		}}, true},
+		{contracts.SubjectWalletBalance, "order succeeded", set("ref", somePayout), true},
+		{contracts.SubjectWalletBalance, "order fulfilled", del("ref"), false},
+		{contracts.SubjectWalletBalance, "order fulfilled", del("delta_available_minor"), false},
+		{contracts.SubjectWalletBalance, "order fulfilled", set("delta_available_minor", -1), false},
+		{contracts.SubjectWalletBalance, "order fulfilled", set("delta_pending_minor", 1), false},
+		{contracts.SubjectWalletBalance, "order fulfilled", set("delta_paid_out_minor", 1), false},
+		{contracts.SubjectWalletBalance, "refund", set("delta_pending_minor", -5), true},
+		{contracts.SubjectWalletBalance, "refund", set("delta_available_minor", 5), false},
+		{contracts.SubjectWalletBalance, "refund", set("delta_paid_out_minor", -5), false},
+		{contracts.SubjectWalletBalance, "refund", del("delta_paid_out_minor"), false},
+		{contracts.SubjectWalletBalance, "payout reserved", set("delta_paid_out_minor", 0), false},
+		{contracts.SubjectWalletBalance, "payout reserved", set("delta_available_minor", 0), false},
+		{contracts.SubjectWalletBalance, "payout reserved", set("delta_pending_minor", -1), false},
+		{contracts.SubjectWalletBalance, "payout returned", set("delta_available_minor", -1), false},
+		{contracts.SubjectWalletBalance, "payout returned", set("delta_paid_out_minor", 1), false},
+
+		{contracts.SubjectPayoutFailed, "refused by the PSP", set("psp_payout_id", "po_1"), true},
+		{contracts.SubjectPayoutCanceled, "nothing available", set("amount_minor", 1), true},
+		{contracts.SubjectPayoutCanceled, "nothing available", del("reason"), true},
+		{contracts.SubjectReconMismatchFound, "no line: wallet drift", set("line_no", 1), true},
+		// A malformed line carries what could be read of it; other lines only what the file format allows.
+		{contracts.SubjectReconMismatchFound, "a line, fee differs", mutation{"malformed", func(m map[string]any) {
+			m["class"], m["queue"], m["record_type"], m["currency"] = contracts.MismatchMalformedLine, contracts.QueueInvestigation, "chrage", "usd"
+		}}, true},
+		{contracts.SubjectReconMismatchFound, "a line, fee differs", set("currency", "usd"), false},
+		{contracts.SubjectPayoutCanceled, "nothing available", set("reason", strings.Repeat("r", 1001)), false},
+		{contracts.SubjectReconMismatchFound, "no line: wallet drift", set("queue", contracts.QueueAuto), false},
+		{contracts.SubjectReconRunCompleted, "an empty day", set("mismatches", map[string]any{}), true},
+	} {
+		ceType := contracts.TypeOf(c.subject)
+		ev := sampleNamed(t, c.subject, c.sample)
+		if !c.ok {
+			refused(t, ceType, ev, c.m)
+			continue
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(marshal(t, ev), &doc); err != nil {
+			t.Fatal(err)
+		}
+		c.m.fn(doc)
+		if err := contracts.ValidateEvent(ceType, marshal(t, doc)); err != nil {
+			t.Errorf("%s %s, %s: %v", ceType, c.sample, c.m.name, err)
+		}
+	}
+}
+
+// Each payouts.payout.* subject pins its status: a payout event is only
+// ever published on the subject of the status it carries.
+func TestPayoutStatusPerSubject(t *testing.T) {
+	t.Parallel()
+	base := sampleNamed(t, contracts.SubjectPayoutPaid, "paid").(contracts.PayoutChanged)
+	statuses := constValues(t, func(n string) bool { return strings.HasPrefix(n, "PayoutStatus") && n != "PayoutStatusRequested" })
+	for _, subject := range statuses {
+		for _, status := range statuses {
+			ev := base
+			ev.Status = status
+			if status == contracts.PayoutStatusFailed {
+				ev.FailureCode = "account_closed"
+			}
+			err := contracts.ValidateEvent(contracts.TypeOf("payouts.payout."+subject), marshal(t, ev))
+			if (err == nil) != (subject == status) {
+				t.Errorf("payouts.payout.%s with status %s: %v", subject, status, err)
+			}
+		}
+	}
+}
+
+// The schemas' class → queue rule is contracts.MismatchQueue.
+func TestMismatchQueues(t *testing.T) {
+	t.Parallel()
+	classes := constValues(t, func(n string) bool { return strings.HasPrefix(n, "Mismatch") })
+	queues := constValues(t, func(n string) bool { return strings.HasPrefix(n, "Queue") })
+	found := sampleNamed(t, contracts.SubjectReconMismatchFound, "a line, fee differs").(contracts.MismatchFound)
+	resolved := sampleNamed(t, contracts.SubjectReconMismatchResolved, "by paypipe").(contracts.MismatchResolved)
+	for _, class := range classes {
+		if contracts.MismatchQueue(class) == "" {
+			t.Errorf("class %s has no queue", class)
+		}
+		for _, queue := range queues {
+			found.Class, found.Queue = class, queue
+			resolved.Class, resolved.Queue = class, queue
+			want := queue == contracts.MismatchQueue(class)
+			for subject, ev := range map[string]any{contracts.SubjectReconMismatchFound: found, contracts.SubjectReconMismatchResolved: resolved} {
+				if err := contracts.ValidateEvent(contracts.TypeOf(subject), marshal(t, ev)); (err == nil) != want {
+					t.Errorf("%s class %s queue %s: %v, want ok = %v", subject, class, queue, err, want)
+				}
+			}
+		}
+	}
+}
+
+// validateCase changes a valid event; ok says whether Validate must
+// accept the result. schemaToo says the event's schema refuses it as well:
+// false marks rules JSON Schema cannot say (sums, a known currency), which
+// is why consumers call Validate.
+type validateCase[T any] struct {
+	name      string
+	mod       func(*T)
+	ok        bool
+	schemaToo bool
+}
+
+// checkValidate runs cases against base's Validate and, where they should
+// agree, its schema (the ce-type comes from ceType, which may depend on the
+// event).
+func checkValidate[T interface{ Validate() error }](t *testing.T, ceType func(T) string, base T, cases []validateCase[T]) {
+	t.Helper()
+	if err := base.Validate(); err != nil {
+		t.Fatalf("%T base: %v", base, err)
+	}
+	for _, c := range cases {
+		ev := base
+		c.mod(&ev)
+		err := ev.Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("%T %s: Validate() = %v, want ok = %v", base, c.name, err, c.ok)
+		}
+		schemaErr := contracts.ValidateEvent(ceType(ev), marshal(t, ev))
+		switch {
+		case c.ok && schemaErr != nil:
+			t.Errorf("%T %s: Validate accepts it, the schema refuses it: %v", base, c.name, schemaErr)
+		case !c.ok && c.schemaToo && schemaErr == nil:
+			t.Errorf("%T %s: Validate refuses it (%v), the schema accepts it", base, c.name, err)
+		}
+	}
+}
+
+func fixed[T any](subject string) func(T) string {
+	return func(T) string { return contracts.TypeOf(subject) }
+}
+
+func TestValidateOrderSucceeded(t *testing.T) {
+	t.Parallel()
+	type E = contracts.OrderSucceeded
+	checkValidate(t, fixed[E](contracts.SubjectOrderSucceeded), sampleNamed(t, contracts.SubjectOrderSucceeded, "with checkout amount").(E), []validateCase[E]{
+		{"legacy, no checkout amount", func(e *E) { e.CheckoutAmountMinor = 0 }, true, false},
+		{"checkout amount = order amount", func(e *E) { e.CheckoutAmountMinor = e.AmountMinor }, true, false},
+		{"checkout amount < order amount", func(e *E) { e.CheckoutAmountMinor = e.AmountMinor - 1 }, false, false},
+		{"checkout amount too large", func(e *E) { e.CheckoutAmountMinor = money.MaxAmount + 1 }, false, true},
+		{"checkout amount negative", func(e *E) { e.CheckoutAmountMinor = -1 }, false, true},
+		{"fee + net <> amount", func(e *E) { e.FeeMinor++ }, false, false},
+		{"unknown currency", func(e *E) { e.Currency = "XXY" }, false, false},
+	})
+}
+
+func TestValidateOrderFulfilled(t *testing.T) {
+	t.Parallel()
+	type E = contracts.OrderFulfilled
+	checkValidate(t, fixed[E](contracts.SubjectOrderFulfilled), sampleNamed(t, contracts.SubjectOrderFulfilled, "fulfilled").(E), []validateCase[E]{
+		{"net 0", func(e *E) { e.NetMinor = 0 }, true, false},
+		{"net max", func(e *E) { e.NetMinor = money.MaxAmount }, true, false},
+		{"net negative", func(e *E) { e.NetMinor = -1 }, false, true},
+		{"net too large", func(e *E) { e.NetMinor = money.MaxAmount + 1 }, false, true},
+		{"upper-case order id", func(e *E) { e.PaymentOrderID = strings.ToUpper(e.PaymentOrderID) }, false, true},
+		{"no seller", func(e *E) { e.SellerID = "" }, false, true},
+		{"nil checkout", func(e *E) { e.CheckoutID = uuid.Nil.String() }, false, true},
+		{"lower-case currency", func(e *E) { e.Currency = "usd" }, false, true},
+		{"unknown currency", func(e *E) { e.Currency = "XXY" }, false, false},
+	})
+}
+
+func TestValidateRefundCreated(t *testing.T) {
+	t.Parallel()
+	type E = contracts.RefundCreated
+	checkValidate(t, fixed[E](contracts.SubjectRefundCreated), sampleNamed(t, contracts.SubjectRefundCreated, "partial, with a reason").(E), []validateCase[E]{
+		{"no reason", func(e *E) { e.Reason = "" }, true, false},
+		{"all fee", func(e *E) { e.FeeMinor, e.NetMinor = e.AmountMinor, 0 }, true, false},
+		{"max amount", func(e *E) { e.AmountMinor, e.FeeMinor, e.NetMinor = money.MaxAmount, 0, money.MaxAmount }, true, false},
+		{"fee + net <> amount", func(e *E) { e.FeeMinor++ }, false, false},
+		{"fee + net overflows", func(e *E) { e.FeeMinor, e.NetMinor = 1<<63-1, 1 }, false, true},
+		{"negative net", func(e *E) { e.FeeMinor, e.NetMinor = e.AmountMinor+1, -1 }, false, true},
+		{"negative fee", func(e *E) { e.FeeMinor, e.NetMinor = -1, e.AmountMinor+1 }, false, true},
+		{"zero amount", func(e *E) { e.AmountMinor, e.FeeMinor, e.NetMinor = 0, 0, 0 }, false, true},
+		{"amount too large", func(e *E) { e.AmountMinor, e.FeeMinor, e.NetMinor = money.MaxAmount+1, 0, money.MaxAmount+1 }, false, true},
+		{"no psp payment id", func(e *E) { e.PSPPaymentID = "" }, false, true},
+		{"psp payment id too long", func(e *E) { e.PSPPaymentID = strings.Repeat("p", 256) }, false, true},
+		{"psp payment id of 255", func(e *E) { e.PSPPaymentID = strings.Repeat("p", 255) }, true, false},
+		{"reason with a line break", func(e *E) { e.Reason = "a\nb" }, false, true},
+		{"reason too long", func(e *E) { e.Reason = strings.Repeat("é", 1001) }, false, true},
+		{"nil refund id", func(e *E) { e.RefundID = uuid.Nil.String() }, false, true},
+		{"unknown currency", func(e *E) { e.Currency = "XXY" }, false, false},
+	})
+}
+
+func TestValidateRefundSucceeded(t *testing.T) {
+	t.Parallel()
+	type E = contracts.RefundSucceeded
+	checkValidate(t, fixed[E](contracts.SubjectRefundSucceeded), sampleNamed(t, contracts.SubjectRefundSucceeded, "succeeded").(E), []validateCase[E]{
+		{"no psp refund id", func(e *E) { e.PSPRefundID = "" }, false, true},
+		{"psp refund id too long", func(e *E) { e.PSPRefundID = strings.Repeat("r", 256) }, false, true},
+		{"no psp payment id", func(e *E) { e.PSPPaymentID = "" }, false, true},
+		{"fee + net <> amount", func(e *E) { e.NetMinor-- }, false, false},
+		{"negative fee", func(e *E) { e.FeeMinor, e.NetMinor = -1, e.AmountMinor+1 }, false, true},
+		{"zero amount", func(e *E) { e.AmountMinor, e.FeeMinor, e.NetMinor = 0, 0, 0 }, false, true},
+		{"upper-case seller", func(e *E) { e.SellerID = strings.ToUpper(e.SellerID) }, false, true},
+	})
+}
+
+func TestValidateRefundReported(t *testing.T) {
+	t.Parallel()
+	type E = contracts.RefundReported
+	checkValidate(t, fixed[E](contracts.SubjectRefundReported), sampleNamed(t, contracts.SubjectRefundReported, "succeeded").(E), []validateCase[E]{
+		{"pending", func(e *E) { e.Status = contracts.RefundStatusPending }, true, false},
+		{"pending before the PSP id", func(e *E) { e.Status, e.PSPRefundID = contracts.RefundStatusPending, "" }, true, false},
+		{"failed", func(e *E) { e.Status, e.FailureCode = contracts.RefundStatusFailed, "charge_disputed" }, true, false},
+		{"failed without a code", func(e *E) { e.Status = contracts.RefundStatusFailed }, false, true},
+		{"succeeded with a code", func(e *E) { e.FailureCode = "x" }, false, true},
+		{"succeeded without the PSP id", func(e *E) { e.PSPRefundID = "" }, false, true},
+		{"unknown status", func(e *E) { e.Status = "refunded" }, false, true},
+		{"no status", func(e *E) { e.Status = "" }, false, true},
+		{"zero amount", func(e *E) { e.AmountMinor = 0 }, false, true},
+		{"code with a control character", func(e *E) { e.Status, e.FailureCode = contracts.RefundStatusFailed, "x\x00" }, false, true},
+		{"upper-case merchant", func(e *E) { e.MerchantID = strings.ToUpper(e.MerchantID) }, false, true},
+	})
+}
+
+func TestValidatePayoutRequest(t *testing.T) {
+	t.Parallel()
+	type E = contracts.PayoutRequest
+	checkValidate(t, fixed[E](contracts.SubjectPayoutRequested), sampleNamed(t, contracts.SubjectPayoutRequested, "requested").(E), []validateCase[E]{
+		{"period of 64", func(e *E) { e.Period = strings.Repeat("p", 64) }, true, false},
+		{"period of 65", func(e *E) { e.Period = strings.Repeat("p", 65) }, false, true},
+		{"no period", func(e *E) { e.Period = "" }, false, true},
+		{"no seller", func(e *E) { e.SellerID = "" }, false, true},
+		{"unknown currency", func(e *E) { e.Currency = "XXY" }, false, false},
+	})
+}
+
+func TestValidatePayoutReserved(t *testing.T) {
+	t.Parallel()
+	type E = contracts.PayoutReserved
+	checkValidate(t, fixed[E](contracts.SubjectWalletPayoutReserved), sampleNamed(t, contracts.SubjectWalletPayoutReserved, "reserved").(E), []validateCase[E]{
+		{"one minor unit", func(e *E) { e.AmountMinor = 1 }, true, false},
+		{"zero", func(e *E) { e.AmountMinor = 0 }, false, true},
+		{"too large", func(e *E) { e.AmountMinor = money.MaxAmount + 1 }, false, true},
+		{"nil payout", func(e *E) { e.PayoutID = uuid.Nil.String() }, false, true},
+	})
+}
+
+func TestValidatePayoutRejected(t *testing.T) {
+	t.Parallel()
+	type E = contracts.PayoutRejected
+	checkValidate(t, fixed[E](contracts.SubjectWalletPayoutRejected), sampleNamed(t, contracts.SubjectWalletPayoutRejected, "owing the platform").(E), []validateCase[E]{
+		{"zero available", func(e *E) { e.AvailableMinor = 0 }, true, false},
+		{"deep in debt", func(e *E) { e.AvailableMinor = -1 << 63 }, true, false},
+		{"no reason", func(e *E) { e.Reason = "" }, false, true},
+		{"reason too long", func(e *E) { e.Reason = strings.Repeat("r", 256) }, false, true},
+		{"no merchant", func(e *E) { e.MerchantID = "" }, false, true},
+	})
+}
+
+func TestValidatePayoutChanged(t *testing.T) {
+	t.Parallel()
+	type E = contracts.PayoutChanged
+	byStatus := func(e E) string { return contracts.TypeOf("payouts.payout." + e.Status) }
+	checkValidate(t, byStatus, sampleNamed(t, contracts.SubjectPayoutCreated, "created").(E), []validateCase[E]{
+		{"sent", func(e *E) { e.Status, e.PSPPayoutID = contracts.PayoutStatusSent, "po_1" }, true, false},
+		{"paid", func(e *E) { e.Status, e.PSPPayoutID = contracts.PayoutStatusPaid, "po_1" }, true, false},
+		{"failed before the PSP knew it", func(e *E) { e.Status, e.FailureCode = contracts.PayoutStatusFailed, "psp_rejected" }, true, false},
+		{"canceled, nothing reserved", func(e *E) { e.Status, e.AmountMinor, e.Reason = contracts.PayoutStatusCanceled, 0, "nothing_available" }, true, false},
+		{"sent without the PSP id", func(e *E) { e.Status = contracts.PayoutStatusSent }, false, true},
+		{"paid without the PSP id", func(e *E) { e.Status = contracts.PayoutStatusPaid }, false, true},
+		{"failed without a code", func(e *E) { e.Status = contracts.PayoutStatusFailed }, false, true},
+		{"created with a failure code", func(e *E) { e.FailureCode = "x" }, false, true},
+		{"created for nothing", func(e *E) { e.AmountMinor = 0 }, false, true},
+		{"canceled with a negative amount", func(e *E) { e.Status, e.AmountMinor = contracts.PayoutStatusCanceled, -1 }, false, true},
+		{"too large", func(e *E) { e.AmountMinor = money.MaxAmount + 1 }, false, true},
+		{"version 0", func(e *E) { e.Version = 0 }, false, true},
+		{"unknown status", func(e *E) { e.Status = "returned" }, false, true},
+		{"no period", func(e *E) { e.Period = "" }, false, true},
+		{"psp payout id too long", func(e *E) { e.PSPPayoutID = strings.Repeat("p", 256) }, false, true},
+		{"unknown currency", func(e *E) { e.Currency = "XXY" }, false, false},
+	})
+}
+
+func TestValidateBatchSettled(t *testing.T) {
+	t.Parallel()
+	type E = contracts.BatchSettled
+	checkValidate(t, fixed[E](contracts.SubjectReconBatchSettled), sampleNamed(t, contracts.SubjectReconBatchSettled, "charges and refunds").(E), []validateCase[E]{
+		{"payout lines only", func(e *E) { e.ChargesGrossMinor, e.RefundsGrossMinor, e.FeesMinor = 0, 0, 0 }, true, false},
+		{"more refunds than charges", func(e *E) { e.RefundsGrossMinor = e.ChargesGrossMinor + 1 }, true, false},
+		{"sums beyond one payment's maximum", func(e *E) { e.ChargesGrossMinor = 50 * money.MaxAmount }, true, false},
+		{"leap day", func(e *E) { e.SettlementDate = "2028-02-29" }, true, false},
+		{"bank line overflows", func(e *E) { e.ChargesGrossMinor, e.RefundsGrossMinor, e.FeesMinor = 0, 1<<63-1, 1<<63-1 }, false, false},
+		{"no lines", func(e *E) { e.Lines = 0 }, false, true},
+		{"negative charges", func(e *E) { e.ChargesGrossMinor = -1 }, false, true},
+		{"negative refunds", func(e *E) { e.RefundsGrossMinor = -1 }, false, true},
+		{"negative fees", func(e *E) { e.FeesMinor = -1 }, false, true},
+		{"not a day", func(e *E) { e.SettlementDate = "2026-02-30" }, false, true},
+		{"not padded", func(e *E) { e.SettlementDate = "2026-3-2" }, false, true},
+		{"a time", func(e *E) { e.SettlementDate = "2026-03-02T00:00:00Z" }, false, true},
+		{"no file", func(e *E) { e.FileID = "" }, false, true},
+		{"upper-case batch", func(e *E) { e.BatchID = strings.ToUpper(e.BatchID) }, false, true},
+		{"unknown currency", func(e *E) { e.Currency = "XXY" }, false, false},
+	})
+}
+
+func TestValidateChargeConfirmed(t *testing.T) {
+	t.Parallel()
+	type E = contracts.ChargeConfirmed
+	checkValidate(t, fixed[E](contracts.SubjectReconChargeConfirmed), sampleNamed(t, contracts.SubjectReconChargeConfirmed, "confirmed").(E), []validateCase[E]{
+		{"failed", func(e *E) { e.PSPStatus = contracts.PSPStatusFailed }, false, true},
+		{"processing", func(e *E) { e.PSPStatus = contracts.PSPStatusProcessing }, false, true},
+		{"no psp payment id", func(e *E) { e.PSPPaymentID = "" }, false, true},
+		{"zero amount", func(e *E) { e.AmountMinor = 0 }, false, true},
+		{"no date", func(e *E) { e.SettlementDate = "" }, false, true},
+		{"nil checkout", func(e *E) { e.CheckoutID = uuid.Nil.String() }, false, true},
+		{"unknown currency", func(e *E) { e.Currency = "XXY" }, false, false},
+	})
+}
+
+// Validate reports every violation at once, and says which event it is.
+func TestValidateReportsAll(t *testing.T) {
+	t.Parallel()
+	ev := sampleNamed(t, contracts.SubjectRefundCreated, "partial, with a reason").(contracts.RefundCreated)
+	ev.SellerID, ev.Currency, ev.FeeMinor, ev.PSPPaymentID = "S", "usd", ev.FeeMinor+1, ""
+	err := ev.Validate()
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{ev.RefundID, "seller_id", "usd", "fee", "psp_payment_id"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: does not mention %s", err, want)
+		}
+	}
+	if !errors.Is(err, money.ErrUnknownCurrency) {
+		t.Errorf("%v: does not wrap money.ErrUnknownCurrency", err)
 	}
 }

@@ -192,6 +192,22 @@ const (
 	WalletPaymentsConsumer      = "wallet-payments"
 	CompletionLedgerConsumer    = "payment-completion-ledger"
 	CompletionWalletConsumer    = "payment-completion-wallet"
+
+	// Pay-out and reconciliation (issue 5).
+	WalletFulfilmentsConsumer    = "wallet-fulfilments"
+	WalletRefundsConsumer        = "wallet-refunds"
+	WalletPayoutsConsumer        = "wallet-payouts"
+	ExecutorRefundsConsumer      = "executor-refunds"
+	PaymentRefundReportsConsumer = "payment-refund-reports"
+	PaymentPayoutsConsumer       = "payment-payouts"
+	PaymentReconConsumer         = "payment-recon"
+	LedgerRefundsConsumer        = "ledger-refunds"
+	LedgerPayoutsConsumer        = "ledger-payouts"
+	LedgerSettlementsConsumer    = "ledger-settlements"
+	PayoutBalancesConsumer       = "payout-balances"
+	PayoutReservationsConsumer   = "payout-reservations"
+	ReconLedgerConsumer          = "recon-ledger"
+
 	// DLQMoverConsumer reads StreamAdvisories (outbox/dlq's Mover).
 	DLQMoverConsumer = "dlq-mover"
 )
@@ -230,6 +246,32 @@ func Consumers(o ConsumerOptions) []Consumer {
 			[]string{SubjectLedgerEntryPosted}, o),
 		DurableConsumer(StreamWallet, CompletionWalletConsumer, "payment: marks orders recorded by the wallet",
 			[]string{SubjectWalletBalance}, o),
+		DurableConsumer(StreamPayments, WalletFulfilmentsConsumer, "wallet: moves fulfilled orders' funds from pending to available",
+			[]string{SubjectOrderFulfilled}, o),
+		DurableConsumer(StreamPayments, WalletRefundsConsumer, "wallet: debits sellers for succeeded refunds",
+			[]string{SubjectRefundSucceeded}, o),
+		DurableConsumer(StreamPayouts, WalletPayoutsConsumer, "wallet: reserves available funds for requested payouts, returns failed ones",
+			[]string{SubjectPayoutRequested, SubjectPayoutFailed}, o),
+		DurableConsumer(StreamPayments, ExecutorRefundsConsumer, "executor: sends refunds to the PSP",
+			[]string{SubjectRefundCreated}, o),
+		DurableConsumer(StreamPayments, PaymentRefundReportsConsumer, "payment: applies the PSP's answer to refunds",
+			[]string{SubjectRefundReported}, o),
+		DurableConsumer(StreamPayouts, PaymentPayoutsConsumer, "payment: projects payouts for GET /v1/payouts",
+			[]string{SubjectPayoutCreated, SubjectPayoutSent, SubjectPayoutPaid, SubjectPayoutFailed, SubjectPayoutCanceled}, o),
+		DurableConsumer(StreamRecon, PaymentReconConsumer, "payment: applies charges the reconciler confirmed with the PSP",
+			[]string{SubjectReconChargeConfirmed}, o),
+		DurableConsumer(StreamPayments, LedgerRefundsConsumer, "ledger: posts refund reversals",
+			[]string{SubjectRefundSucceeded}, o),
+		DurableConsumer(StreamPayouts, LedgerPayoutsConsumer, "ledger: posts payouts initiated, paid and returned",
+			[]string{SubjectPayoutCreated, SubjectPayoutPaid, SubjectPayoutFailed}, o),
+		DurableConsumer(StreamRecon, LedgerSettlementsConsumer, "ledger: posts settled batches",
+			[]string{SubjectReconBatchSettled}, o),
+		DurableConsumer(StreamWallet, PayoutBalancesConsumer, "payout: projects available balances to pick payout candidates",
+			[]string{SubjectWalletBalance}, o),
+		DurableConsumer(StreamWallet, PayoutReservationsConsumer, "payout: learns the amount the wallet reserved, or that nothing was",
+			[]string{SubjectWalletPayoutReserved, SubjectWalletPayoutRejected}, o),
+		DurableConsumer(StreamLedger, ReconLedgerConsumer, "reconciler: projects what the ledger expects the PSP to settle",
+			[]string{SubjectLedgerEntryPosted}, o),
 		DLQMover(o),
 	}
 }
