@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,9 @@ type pspsimOptions struct {
 	hostedTTL, delayedWebhook, webhookMaxAge               time.Duration
 	faults                                                 pspsim.Faults
 	hangFor, latency                                       time.Duration
+	payoutWebhookURL                                       string
+	payoutDelay                                            time.Duration
+	feeBPS                                                 int
 }
 
 // pspsimEnv lists, per flag, the environment variable read when the flag is
@@ -47,6 +51,13 @@ var pspsimEnv = []struct{ flag, env string }{
 	{"duplicate-webhook-rate", "PSPSIM_DUPLICATE_WEBHOOK_RATE"},
 	{"out-of-order-webhooks", "PSPSIM_OUT_OF_ORDER_WEBHOOKS"},
 	{"drop-webhook-rate", "PSPSIM_DROP_WEBHOOK_RATE"},
+	{"payout-webhook-url", "PSPSIM_PAYOUT_WEBHOOK_URL"},
+	{"payout-delay", "PSPSIM_PAYOUT_DELAY"},
+	{"fail-after-refund-rate", "PSPSIM_FAIL_AFTER_REFUND_RATE"},
+	{"hang-after-refund-rate", "PSPSIM_HANG_AFTER_REFUND_RATE"},
+	{"fail-after-payout-rate", "PSPSIM_FAIL_AFTER_PAYOUT_RATE"},
+	{"hang-after-payout-rate", "PSPSIM_HANG_AFTER_PAYOUT_RATE"},
+	{"payout-failure-rate", "PSPSIM_PAYOUT_FAILURE_RATE"},
 }
 
 func newPSPSimCmd(e *env) *cobra.Command {
@@ -106,6 +117,79 @@ pm_card_insufficient_funds, pm_card_delayed_webhook.`,
 	f.Float64Var(&o.faults.DuplicateWebhookRate, "duplicate-webhook-rate", 0, "share of webhooks sent 2 or 3 times [PSPSIM_DUPLICATE_WEBHOOK_RATE]")
 	f.BoolVar(&o.faults.OutOfOrderWebhooks, "out-of-order-webhooks", false, "send each batch of webhooks in reverse order [PSPSIM_OUT_OF_ORDER_WEBHOOKS]")
 	f.Float64Var(&o.faults.DropWebhookRate, "drop-webhook-rate", 0, "share of webhooks never sent [PSPSIM_DROP_WEBHOOK_RATE]")
+	f.StringVar(&o.payoutWebhookURL, "payout-webhook-url", "", "where payout webhooks are posted (default: --webhook-url's path replaced by /v1/psp/payout_webhooks) [PSPSIM_PAYOUT_WEBHOOK_URL]")
+	f.DurationVar(&o.payoutDelay, "payout-delay", 2*time.Second, "how long a payout stays pending before it is paid or fails [PSPSIM_PAYOUT_DELAY]")
+	f.IntVar(&o.feeBPS, "fee-bps", -1, "processing fee per charge in basis points (default: PAYPIPE_PSP_FEE_BPS, 290)")
+	f.Float64Var(&o.faults.FailAfterRefundRate, "fail-after-refund-rate", 0, "share of refunds answered 500 after they committed [PSPSIM_FAIL_AFTER_REFUND_RATE]")
+	f.Float64Var(&o.faults.HangAfterRefundRate, "hang-after-refund-rate", 0, "share of refunds whose answer is held for --hang-for [PSPSIM_HANG_AFTER_REFUND_RATE]")
+	f.Float64Var(&o.faults.FailAfterPayoutRate, "fail-after-payout-rate", 0, "share of payouts answered 500 after they committed [PSPSIM_FAIL_AFTER_PAYOUT_RATE]")
+	f.Float64Var(&o.faults.HangAfterPayoutRate, "hang-after-payout-rate", 0, "share of payouts whose answer is held for --hang-for [PSPSIM_HANG_AFTER_PAYOUT_RATE]")
+	f.Float64Var(&o.faults.PayoutFailureRate, "payout-failure-rate", 0, "share of payouts that fail (account_closed) instead of being paid [PSPSIM_PAYOUT_FAILURE_RATE]")
+	cmd.AddCommand(newPSPSimSettlementCmd(e))
+	return cmd
+}
+
+// pspFee turns --fee-bps (or, when not given, PAYPIPE_PSP_FEE_BPS) into the
+// simulator's fee settings; 0 is a PSP without fees.
+func pspFee(flag int, fromEnv int64) (bps int, noFee bool, err error) {
+	v := int64(flag)
+	if flag < 0 {
+		v = fromEnv
+	}
+	if v < 0 || v > 10000 {
+		return 0, false, usagef("--fee-bps %d: want 0 to 10000", v)
+	}
+	return int(v), v == 0, nil
+}
+
+// newPSPSimSettlementCmd is `paypipe pspsim settlement`: a day's settlement
+// file, written from the simulator's schema directly (no running simulator
+// needed), as the simulator serves it at GET /v1/settlements/{date}.
+func newPSPSimSettlementCmd(e *env) *cobra.Command {
+	var date, out string
+	cmd := &cobra.Command{
+		Use:   "settlement --date YYYY-MM-DD [--out DIR]",
+		Short: "Write the simulator's settlement file of one day (UTC) into a folder",
+		Long: `settlement writes settlement-YYYY-MM-DD.csv, the PSP simulator's settlement file of
+one UTC day (format: docs/settlement-file.md), into --out, from the pspsim schema of
+DATABASE_URL. The file is written to a temporary name and renamed, so a reader never
+sees half of it. A day after today is refused.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			day, err := time.Parse(time.DateOnly, date)
+			if err != nil || day.Format(time.DateOnly) != date {
+				return usagef("--date %q: want YYYY-MM-DD", date)
+			}
+			if st, err := os.Stat(out); err != nil || !st.IsDir() {
+				return usagef("--out %q: want an existing directory", out)
+			}
+			cfg, err := e.config()
+			if err != nil {
+				return err
+			}
+			log := e.logger(cfg.LogLevel).With("service", "pspsim")
+			pool, err := openDB(cmd.Context(), cfg, "paypipe-pspsim-settlement")
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			if err := migrate.Up(cmd.Context(), pool, log, pspsim.Schema()); err != nil {
+				return err
+			}
+			path, err := pspsim.WriteSettlementFile(cmd.Context(), pool, day, out)
+			if errors.Is(err, pspsim.ErrFutureDay) {
+				return usageError{err}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, path)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&date, "date", "", "the UTC day, YYYY-MM-DD (required)")
+	cmd.Flags().StringVar(&out, "out", ".", "the directory to write the file into")
+	_ = cmd.MarkFlagRequired("date")
 	return cmd
 }
 
@@ -159,16 +243,25 @@ func runPSPSim(ctx context.Context, e *env, o pspsimOptions) error {
 	if public == "" {
 		public = "http://" + ln.Addr().String()
 	}
+	feeBPS, noFee, err := pspFee(o.feeBPS, int64(cfg.PSPFeeBPS))
+	if err != nil {
+		return err
+	}
 	srv, err := pspsim.New(pspsim.Config{
-		APIKey:         o.apiKey,
-		AdminKey:       o.adminKey,
-		PublicURL:      public,
-		WebhookURL:     o.webhookURL,
-		WebhookSecrets: splitSecrets(o.secrets),
-		WebhookMaxAge:  o.webhookMaxAge,
-		DelayedWebhook: o.delayedWebhook,
-		HostedTTL:      o.hostedTTL,
-		Faults:         o.faults,
+		PayoutWebhookURL: o.payoutWebhookURL,
+		PayoutDelay:      o.payoutDelay,
+		FeeBPS:           feeBPS,
+		NoFee:            noFee,
+		Seed:             o.faults.Seed,
+		APIKey:           o.apiKey,
+		AdminKey:         o.adminKey,
+		PublicURL:        public,
+		WebhookURL:       o.webhookURL,
+		WebhookSecrets:   splitSecrets(o.secrets),
+		WebhookMaxAge:    o.webhookMaxAge,
+		DelayedWebhook:   o.delayedWebhook,
+		HostedTTL:        o.hostedTTL,
+		Faults:           o.faults,
 	}, pool, log)
 	if err != nil {
 		return usageError{err}

@@ -29,7 +29,8 @@ type HTTPClientConfig struct {
 	HTTPClient *http.Client
 }
 
-// HTTPClient is Client over the HTTP API of paypipe's PSP simulator
+// HTTPClient is Full (Client, RefundClient, PayoutClient, SettlementClient)
+// over the HTTP API of paypipe's PSP simulator
 // (services/pspsim), which follows the shape of Stripe's PaymentIntents.
 //
 // Errors follow the package's three outcomes: a transport error, a timeout,
@@ -292,8 +293,17 @@ func (c *HTTPClient) do(ctx context.Context, method, path string, q url.Values, 
 		if err := json.Unmarshal(raw, out); err != nil {
 			return fmt.Errorf("%w: HTTP %d with an unreadable body: %w", ErrUnknownOutcome, st, err)
 		}
-		if p, ok := out.(*Payment); ok {
-			return normalise(p)
+		switch v := out.(type) {
+		case *Payment:
+			return normalise(v)
+		case *Refund:
+			if v.ID == "" || (v.Status != RefundPending && v.Status != RefundSucceeded && v.Status != RefundFailed) {
+				return fmt.Errorf("%w: refund %q has unrecognised status %q", ErrUnknownOutcome, v.ID, v.Status)
+			}
+		case *Payout:
+			if v.ID == "" || (v.Status != PayoutPending && v.Status != PayoutInTransit && !FinalPayout(v.Status)) {
+				return fmt.Errorf("%w: payout %q has unrecognised status %q", ErrUnknownOutcome, v.ID, v.Status)
+			}
 		}
 		return nil
 	case st >= 400 && st < 500:
@@ -356,4 +366,221 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return min(t.Sub(now), maxRetryAfter)
 	}
 	return 0
+}
+
+var _ Full = (*HTTPClient)(nil)
+
+// refundBody is the JSON of POST /v1/refunds.
+type refundBody struct {
+	PaymentID         string `json:"payment_id"`
+	AmountMinor       int64  `json:"amount_minor"`
+	Currency          string `json:"currency"`
+	MerchantReference string `json:"merchant_reference"`
+	Reason            string `json:"reason,omitempty"`
+}
+
+// CreateRefund refunds part or all of a succeeded payment, under
+// req.IdempotencyKey. The PSP refuses (an *Error, 400) a payment that did
+// not succeed (payment_unexpected_state), another currency
+// (currency_mismatch) and more than is left to refund (amount_too_large).
+func (c *HTTPClient) CreateRefund(ctx context.Context, req CreateRefundRequest) (Refund, error) {
+	if req.IdempotencyKey == "" {
+		return Refund{}, errors.New("psp: CreateRefund: an idempotency key is required")
+	}
+	body, err := json.Marshal(refundBody{PaymentID: req.PaymentID, AmountMinor: req.AmountMinor, Currency: req.Currency,
+		MerchantReference: req.MerchantReference, Reason: req.Reason})
+	if err != nil {
+		return Refund{}, fmt.Errorf("psp: CreateRefund: %w", err)
+	}
+	var r Refund
+	if err := c.do(ctx, http.MethodPost, "/v1/refunds", nil, req.IdempotencyKey, body, &r); err != nil {
+		return Refund{}, fmt.Errorf("psp: CreateRefund %s: %w", req.MerchantReference, err)
+	}
+	if r.MerchantReference != req.MerchantReference || r.PaymentID != req.PaymentID || r.AmountMinor != req.AmountMinor || r.Currency != req.Currency {
+		return Refund{}, fmt.Errorf("psp: CreateRefund %s: %w: the answer (%s %s %d %s) does not match the request",
+			req.MerchantReference, ErrUnknownOutcome, r.MerchantReference, r.PaymentID, r.AmountMinor, r.Currency)
+	}
+	return r, nil
+}
+
+// GetRefund reads one refund by the PSP's id.
+func (c *HTTPClient) GetRefund(ctx context.Context, id string) (Refund, error) {
+	if id == "" {
+		return Refund{}, errors.New("psp: GetRefund: an id is required")
+	}
+	var r Refund
+	if err := c.do(ctx, http.MethodGet, "/v1/refunds/"+url.PathEscape(id), nil, "", nil, &r); err != nil {
+		return Refund{}, fmt.Errorf("psp: GetRefund %s: %w", id, err)
+	}
+	if r.ID != id {
+		return Refund{}, fmt.Errorf("psp: GetRefund %s: %w: the answer is refund %q", id, ErrUnknownOutcome, r.ID)
+	}
+	return r, nil
+}
+
+// FindRefundByReference returns the refund created for a merchant
+// reference, or an *Error with Code "not_found".
+func (c *HTTPClient) FindRefundByReference(ctx context.Context, merchantReference string) (Refund, error) {
+	if merchantReference == "" {
+		return Refund{}, errors.New("psp: FindRefundByReference: a merchant reference is required")
+	}
+	var page struct {
+		Refunds []Refund `json:"refunds"`
+	}
+	q := url.Values{"merchant_reference": {merchantReference}, "limit": {"2"}}
+	if err := c.do(ctx, http.MethodGet, "/v1/refunds", q, "", nil, &page); err != nil {
+		return Refund{}, fmt.Errorf("psp: FindRefundByReference %s: %w", merchantReference, err)
+	}
+	return findOne(page.Refunds, merchantReference, "refund", func(r Refund) string { return r.MerchantReference })
+}
+
+// payoutBody is the JSON of POST /v1/payouts.
+type payoutBody struct {
+	AmountMinor       int64  `json:"amount_minor"`
+	Currency          string `json:"currency"`
+	MerchantReference string `json:"merchant_reference"`
+	Destination       string `json:"destination"`
+	Description       string `json:"description,omitempty"`
+}
+
+// CreatePayout asks the PSP to pay out, under req.IdempotencyKey. The
+// payout comes back pending; its end (paid or failed) arrives by webhook
+// (PayoutEvent) and can be read with GetPayout.
+func (c *HTTPClient) CreatePayout(ctx context.Context, req CreatePayoutRequest) (Payout, error) {
+	if req.IdempotencyKey == "" {
+		return Payout{}, errors.New("psp: CreatePayout: an idempotency key is required")
+	}
+	body, err := json.Marshal(payoutBody{AmountMinor: req.AmountMinor, Currency: req.Currency,
+		MerchantReference: req.MerchantReference, Destination: req.Destination, Description: req.Description})
+	if err != nil {
+		return Payout{}, fmt.Errorf("psp: CreatePayout: %w", err)
+	}
+	var p Payout
+	if err := c.do(ctx, http.MethodPost, "/v1/payouts", nil, req.IdempotencyKey, body, &p); err != nil {
+		return Payout{}, fmt.Errorf("psp: CreatePayout %s: %w", req.MerchantReference, err)
+	}
+	if p.MerchantReference != req.MerchantReference || p.AmountMinor != req.AmountMinor || p.Currency != req.Currency || p.Destination != req.Destination {
+		return Payout{}, fmt.Errorf("psp: CreatePayout %s: %w: the answer (%s %d %s to %s) does not match the request",
+			req.MerchantReference, ErrUnknownOutcome, p.MerchantReference, p.AmountMinor, p.Currency, p.Destination)
+	}
+	return p, nil
+}
+
+// GetPayout reads one payout by the PSP's id.
+func (c *HTTPClient) GetPayout(ctx context.Context, id string) (Payout, error) {
+	if id == "" {
+		return Payout{}, errors.New("psp: GetPayout: an id is required")
+	}
+	var p Payout
+	if err := c.do(ctx, http.MethodGet, "/v1/payouts/"+url.PathEscape(id), nil, "", nil, &p); err != nil {
+		return Payout{}, fmt.Errorf("psp: GetPayout %s: %w", id, err)
+	}
+	if p.ID != id {
+		return Payout{}, fmt.Errorf("psp: GetPayout %s: %w: the answer is payout %q", id, ErrUnknownOutcome, p.ID)
+	}
+	return p, nil
+}
+
+// FindPayoutByReference returns the payout created for a merchant
+// reference, or an *Error with Code "not_found".
+func (c *HTTPClient) FindPayoutByReference(ctx context.Context, merchantReference string) (Payout, error) {
+	if merchantReference == "" {
+		return Payout{}, errors.New("psp: FindPayoutByReference: a merchant reference is required")
+	}
+	var page struct {
+		Payouts []Payout `json:"payouts"`
+	}
+	q := url.Values{"merchant_reference": {merchantReference}, "limit": {"2"}}
+	if err := c.do(ctx, http.MethodGet, "/v1/payouts", q, "", nil, &page); err != nil {
+		return Payout{}, fmt.Errorf("psp: FindPayoutByReference %s: %w", merchantReference, err)
+	}
+	return findOne(page.Payouts, merchantReference, "payout", func(p Payout) string { return p.MerchantReference })
+}
+
+// findOne returns the one element of xs carrying ref, a not_found *Error
+// for none, and an error for several (the PSP broke its own rule).
+func findOne[T any](xs []T, ref, what string, refOf func(T) string) (T, error) {
+	var found []T
+	for _, x := range xs {
+		if refOf(x) == ref {
+			found = append(found, x)
+		}
+	}
+	var zero T
+	switch len(found) {
+	case 0:
+		return zero, &Error{HTTPStatus: http.StatusNotFound, Code: "not_found", Message: "no " + what + " for merchant reference " + ref}
+	case 1:
+		return found[0], nil
+	}
+	return zero, fmt.Errorf("psp: %s %s: %d carry this merchant reference", what, ref, len(found))
+}
+
+// SettlementReport downloads the settlement file of date's calendar day
+// (its year, month and day, read as a UTC day). The answer's headers must
+// come within the client's Timeout; the body is then streamed, and a read
+// that makes no progress for Timeout fails (the transfer is cut), so a
+// stalled server cannot hold the caller forever. A transfer cut short is a
+// read error, never a short file: the caller must see io.EOF after the
+// closing balances. The caller closes the body.
+func (c *HTTPClient) SettlementReport(ctx context.Context, date time.Time) (io.ReadCloser, error) {
+	day := date.Format(SettlementDateLayout)
+	ctx, cancel := context.WithCancel(ctx)
+	stall := time.AfterFunc(c.timeout, cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+"/v1/settlements/"+day, nil)
+	if err != nil {
+		stall.Stop()
+		cancel()
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.apiKey)
+	req.Header.Set("Accept", "text/csv")
+	req.Header.Set("User-Agent", "paypipe-psp/1")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		stall.Stop()
+		cancel()
+		return nil, fmt.Errorf("psp: SettlementReport %s: %w: %w", day, ErrUnknownOutcome, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer func() { stall.Stop(); cancel() }()
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			return nil, fmt.Errorf("psp: SettlementReport %s: %w", day, apiError(resp, raw))
+		}
+		return nil, fmt.Errorf("psp: SettlementReport %s: %w: HTTP %d", day, ErrUnknownOutcome, resp.StatusCode)
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/csv" {
+		stall.Stop()
+		cancel()
+		resp.Body.Close()
+		return nil, fmt.Errorf("psp: SettlementReport %s: %w: Content-Type %q", day, ErrUnknownOutcome, resp.Header.Get("Content-Type"))
+	}
+	stall.Stop()
+	return &stallReader{body: resp.Body, stall: stall, cancel: cancel, idle: c.timeout}, nil
+}
+
+// stallReader cancels the download when no Read returns for idle.
+type stallReader struct {
+	body   io.ReadCloser
+	stall  *time.Timer
+	cancel context.CancelFunc
+	idle   time.Duration
+}
+
+// Read arms the timer only while it waits on the server, so a caller that
+// takes its time between reads is not mistaken for a stalled server.
+func (s *stallReader) Read(p []byte) (int, error) {
+	s.stall.Reset(s.idle)
+	n, err := s.body.Read(p)
+	s.stall.Stop()
+	return n, err
+}
+
+func (s *stallReader) Close() error {
+	s.stall.Stop()
+	err := s.body.Close()
+	s.cancel()
+	return err
 }

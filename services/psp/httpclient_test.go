@@ -273,3 +273,74 @@ func TestNewHTTPClientValidates(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPClientSettlementReport: the report is streamed; a server that
+// stops sending mid-file is cut after Timeout without progress (a read
+// error, never a short file); errors map as for every call.
+func TestHTTPClientSettlementReport(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var path atomic.Value
+	c, _ := fakePSP(t, func(w http.ResponseWriter, r *http.Request) {
+		path.Store(r.URL.Path)
+		switch r.URL.Path {
+		case "/v1/settlements/2026-06-01":
+			w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+			w.WriteHeader(200)
+			_, _ = io.WriteString(w, psp.SettlementHeader+"\n")
+			w.(http.Flusher).Flush()
+			<-release // the server stalls mid-file
+		case "/v1/settlements/2026-06-02":
+			reply(404, "application/problem+json", `{"code":"not_found","detail":"no file"}`)(w, r)
+		case "/v1/settlements/2026-06-03":
+			reply(200, "text/html", `<html>`)(w, r)
+		default:
+			reply(503, "application/problem+json", `{"code":"unavailable"}`, "Retry-After", "3")(w, r)
+		}
+	})
+	t.Cleanup(func() { close(release) })
+
+	body, err := c.SettlementReport(context.Background(), time.Date(2026, 6, 1, 23, 0, 0, 0, time.FixedZone("X", -5*3600)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path.Load() != "/v1/settlements/2026-06-01" {
+		t.Fatalf("asked for %v: the date's own calendar day is the day", path.Load())
+	}
+	start := time.Now()
+	b, err := io.ReadAll(body)
+	_ = body.Close()
+	if err == nil || string(b) != psp.SettlementHeader+"\n" || time.Since(start) > 5*time.Second {
+		t.Fatalf("stalled transfer: %q, %v after %s; want the header, then an error", b, err, time.Since(start))
+	}
+	if _, err := c.SettlementReport(context.Background(), time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC)); !psp.IsNotFound(err) || !psp.IsPermanent(err) {
+		t.Fatalf("404: %v", err)
+	}
+	if _, err := c.SettlementReport(context.Background(), time.Date(2026, 6, 3, 0, 0, 0, 0, time.UTC)); !errors.Is(err, psp.ErrUnknownOutcome) {
+		t.Fatalf("HTML answer: %v", err)
+	}
+	if _, err := c.SettlementReport(context.Background(), time.Date(2026, 6, 4, 0, 0, 0, 0, time.UTC)); !errors.Is(err, psp.ErrUnknownOutcome) {
+		t.Fatalf("503: %v", err)
+	}
+}
+
+// TestHTTPClientPayoutStatus: a payout or refund in a status the client
+// does not know is an unknown outcome, not a guess.
+func TestHTTPClientPayoutStatus(t *testing.T) {
+	t.Parallel()
+	c, _ := fakePSP(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/payouts/") {
+			reply(200, "application/json", `{"id":"po_1","status":"teleported","amount_minor":1,"currency":"EUR"}`)(w, r)
+			return
+		}
+		reply(200, "application/json", `{"id":"re_1","status":"succeeded","amount_minor":5,"currency":"EUR","payment_id":"pay_1","merchant_reference":"other"}`)(w, r)
+	})
+	if _, err := c.GetPayout(context.Background(), "po_1"); !errors.Is(err, psp.ErrUnknownOutcome) {
+		t.Fatalf("unknown payout status: %v", err)
+	}
+	_, err := c.CreateRefund(context.Background(), psp.CreateRefundRequest{IdempotencyKey: "k", PaymentID: "pay_1",
+		AmountMinor: 5, Currency: "EUR", MerchantReference: "mine"})
+	if !errors.Is(err, psp.ErrUnknownOutcome) {
+		t.Fatalf("a refund answer for another reference: %v", err)
+	}
+}

@@ -22,6 +22,9 @@ type Charge struct {
 	AmountMinor       int64     `json:"amount_minor"`
 	Currency          string    `json:"currency"`
 	Card              psp.Card  `json:"card"`
+	FeeMinor          int64     `json:"fee_minor"`
+	FeeBPS            int       `json:"fee_bps"`
+	RefundedMinor     int64     `json:"refunded_minor"`
 	ChargedAt         time.Time `json:"charged_at"`
 }
 
@@ -35,7 +38,8 @@ type ChargesPage struct {
 type WebhookEvent struct {
 	Seq        int64      `json:"seq"`
 	ID         string     `json:"id"`
-	PaymentID  string     `json:"payment_id"`
+	PaymentID  string     `json:"payment_id,omitempty"`
+	PayoutID   string     `json:"payout_id,omitempty"`
 	Type       string     `json:"type"`
 	State      string     `json:"state"` // pending, delivered, dead or dropped
 	Attempts   int        `json:"attempts"`
@@ -144,7 +148,7 @@ func (s *Server) handleCharges(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) charges(ctx context.Context, aq adminQuery) (ChargesPage, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id, payment_id, idempotency_key, merchant_reference, amount_minor, currency,
-card_brand, card_last4, charged_at FROM pspsim.charges
+card_brand, card_last4, fee_minor, fee_bps, refunded_minor, charged_at FROM pspsim.charges
 WHERE ($1::text IS NULL OR merchant_reference = $1) AND ($2::text IS NULL OR payment_id = $2) AND id > $3
 ORDER BY id LIMIT $4`, aq.filter("merchant_reference"), aq.filter("payment_id"), aq.after, aq.limit+1)
 	if err != nil {
@@ -153,7 +157,7 @@ ORDER BY id LIMIT $4`, aq.filter("merchant_reference"), aq.filter("payment_id"),
 	cs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Charge, error) {
 		var c Charge
 		err := r.Scan(&c.ID, &c.PaymentID, &c.IdempotencyKey, &c.MerchantReference, &c.AmountMinor, &c.Currency,
-			&c.Card.Brand, &c.Card.Last4, &c.ChargedAt)
+			&c.Card.Brand, &c.Card.Last4, &c.FeeMinor, &c.FeeBPS, &c.RefundedMinor, &c.ChargedAt)
 		c.ChargedAt = c.ChargedAt.UTC()
 		return c, err
 	})
@@ -170,22 +174,23 @@ ORDER BY id LIMIT $4`, aq.filter("merchant_reference"), aq.filter("payment_id"),
 // handleWebhookEvents lists webhook events and their delivery state, oldest
 // first, optionally for one payment or in one state.
 func (s *Server) handleWebhookEvents(w http.ResponseWriter, r *http.Request) {
-	aq, err := parseAdminQuery(r.URL.Query(), "payment_id", "state")
+	aq, err := parseAdminQuery(r.URL.Query(), "payment_id", "payout_id", "state")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	rows, err := s.pool.Query(r.Context(), `SELECT seq, id, payment_id, type, state, attempts, copies_sent,
+	rows, err := s.pool.Query(r.Context(), `SELECT seq, id, coalesce(payment_id, ''), coalesce(payout_id, ''), type, state, attempts, copies_sent,
 coalesce(last_status, 0), coalesce(last_error, ''), created_at, finished_at FROM pspsim.webhook_events
 WHERE ($1::text IS NULL OR payment_id = $1) AND ($2::text IS NULL OR state = $2) AND seq > $3
-ORDER BY seq LIMIT $4`, aq.filter("payment_id"), aq.filter("state"), aq.after, aq.limit+1)
+  AND ($5::text IS NULL OR payout_id = $5)
+ORDER BY seq LIMIT $4`, aq.filter("payment_id"), aq.filter("state"), aq.after, aq.limit+1, aq.filter("payout_id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (WebhookEvent, error) {
 		var e WebhookEvent
-		err := r.Scan(&e.Seq, &e.ID, &e.PaymentID, &e.Type, &e.State, &e.Attempts, &e.CopiesSent,
+		err := r.Scan(&e.Seq, &e.ID, &e.PaymentID, &e.PayoutID, &e.Type, &e.State, &e.Attempts, &e.CopiesSent,
 			&e.LastStatus, &e.LastError, &e.Created, &e.FinishedAt)
 		return e, err
 	})

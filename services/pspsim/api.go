@@ -148,24 +148,32 @@ func (s *Server) beforeWork(ctx context.Context) error {
 // client will wait. Replays are never hidden, so a retry always learns the
 // outcome.
 func (s *Server) respondCommitted(w http.ResponseWriter, r *http.Request, status int, p payment, replayed bool) {
+	s.respond(w, r, status, s.view(p), replayed, s.faults.afterCommit, "payment_id", p.ID)
+}
+
+// respond writes body, the answer to a request that committed new state (or
+// a replay of one), unless afterCommit's fault hides it. id names the object
+// in the fault's log line.
+func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, body any, replayed bool,
+	afterCommit func() (bool, time.Duration), idKey, id string) {
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
-		writeJSON(w, http.StatusOK, s.view(p))
+		writeJSON(w, http.StatusOK, body)
 		return
 	}
-	fail, hang := s.faults.afterCommit()
+	fail, hang := afterCommit()
 	if fail {
-		s.log.Info("fault: 500 after commit", "payment_id", p.ID)
+		s.log.Info("fault: 500 after commit", idKey, id)
 		s.writeError(w, r, problemf(codeSimulatedFailure, "simulated failure after the commit: retry with the same Idempotency-Key"))
 		return
 	}
 	if hang > 0 {
-		s.log.Info("fault: holding the response", "payment_id", p.ID, "for", hang)
+		s.log.Info("fault: holding the response", idKey, id, "for", hang)
 		if !sleepCtx(r.Context(), hang) {
 			return // the client gave up
 		}
 	}
-	writeJSON(w, status, s.view(p))
+	writeJSON(w, status, body)
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {

@@ -20,8 +20,12 @@ type Config struct {
 	// <PublicURL>/pay/<token>. Default http://127.0.0.1:8090.
 	PublicURL string
 
-	// WebhookURL receives the signed webhooks. Required.
+	// WebhookURL receives the signed payment webhooks. Required.
 	WebhookURL string
+	// PayoutWebhookURL receives the signed payout webhooks (payout.paid,
+	// payout.failed). Default: WebhookURL with its path replaced by
+	// /v1/psp/payout_webhooks.
+	PayoutWebhookURL string
 	// WebhookSecrets sign every webhook, one v1 signature per secret (two
 	// during a rotation). At least one is required.
 	WebhookSecrets []string
@@ -53,9 +57,34 @@ type Config struct {
 	// ExpiryBatchSize bounds the payments one expiry pass fails: default 100.
 	ExpiryBatchSize int
 
+	// FeeBPS is the processing fee of every charge in basis points, rounded
+	// half up (money.Fee) and fixed on the charge when it happens: default
+	// 290 (2.90 %), at most 10000. NoFee charges no fee (0 bps).
+	FeeBPS int
+	NoFee  bool
+
+	// PayoutDelay is how long a payout stays pending before it is paid (or
+	// fails): default 2s.
+	PayoutDelay time.Duration
+	// PayoutInterval is how often due payouts are looked for: default 100ms.
+	PayoutInterval time.Duration
+	// PayoutBatchSize bounds the payouts one pass settles: default 100.
+	PayoutBatchSize int
+
+	// Seed picks the line of a seeded settlement discrepancy posted without
+	// a psp_reference (and fabricates unknown references): the same seed
+	// and the same movements give the same pick.
+	Seed uint64
+
 	// Faults are active from the start; POST /admin/faults replaces them.
 	Faults Faults
 }
+
+// payoutWebhookPath replaces WebhookURL's path when PayoutWebhookURL is empty.
+const payoutWebhookPath = "/v1/psp/payout_webhooks"
+
+// defaultFeeBPS is the contracted processing fee (docs/settlement-file.md).
+const defaultFeeBPS = 290
 
 // Limits on configuration and requests.
 const (
@@ -93,6 +122,24 @@ func (c Config) withDefaults() (Config, error) {
 	if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("WebhookURL %q: want an absolute http(s) URL", c.WebhookURL)
 	}
+	if c.PayoutWebhookURL == "" {
+		if u, err := url.Parse(c.WebhookURL); err == nil {
+			u.Path, u.RawPath, u.RawQuery, u.Fragment = payoutWebhookPath, "", "", ""
+			c.PayoutWebhookURL = u.String()
+		}
+	}
+	if u, err := url.Parse(c.PayoutWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("PayoutWebhookURL %q: want an absolute http(s) URL", c.PayoutWebhookURL)
+	}
+	switch {
+	case c.FeeBPS < 0 || c.FeeBPS > 10000:
+		bad("FeeBPS %d: want 0 (default %d) to 10000", c.FeeBPS, defaultFeeBPS)
+	case c.NoFee && c.FeeBPS != 0:
+		bad("NoFee with FeeBPS %d: choose one", c.FeeBPS)
+	case c.NoFee:
+	case c.FeeBPS == 0:
+		c.FeeBPS = defaultFeeBPS
+	}
 	if len(c.WebhookSecrets) == 0 || len(c.WebhookSecrets) > maxSecrets {
 		bad("WebhookSecrets: want 1 to %d secrets, have %d", maxSecrets, len(c.WebhookSecrets))
 	}
@@ -112,6 +159,8 @@ func (c Config) withDefaults() (Config, error) {
 		{"DelayedWebhook", &c.DelayedWebhook, 30 * time.Second},
 		{"HostedTTL", &c.HostedTTL, defaultTTL},
 		{"ExpiryInterval", &c.ExpiryInterval, time.Second},
+		{"PayoutDelay", &c.PayoutDelay, 2 * time.Second},
+		{"PayoutInterval", &c.PayoutInterval, 100 * time.Millisecond},
 	}
 	for _, d := range durations {
 		switch {
@@ -138,6 +187,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"WebhookConcurrency", &c.WebhookConcurrency, 8, maxConcurrency},
 		{"WebhookBatchSize", &c.WebhookBatchSize, 100, maxBatch},
 		{"ExpiryBatchSize", &c.ExpiryBatchSize, 100, maxBatch},
+		{"PayoutBatchSize", &c.PayoutBatchSize, 100, maxBatch},
 	}
 	for _, n := range counts {
 		switch {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 )
@@ -43,6 +44,25 @@ type Faults struct {
 	// DropWebhookRate never sends an event (state "dropped"): the receiver
 	// must find out by polling.
 	DropWebhookRate float64 `json:"drop_webhook_rate"`
+
+	// Refunds: a 500 before anything is done, a 500 after the refund
+	// committed, a response held for HangFor after the commit.
+	FailBeforeRefundRate float64 `json:"fail_before_refund_rate"`
+	FailAfterRefundRate  float64 `json:"fail_after_refund_rate"`
+	HangAfterRefundRate  float64 `json:"hang_after_refund_rate"`
+	// Payouts: the same three for POST /v1/payouts.
+	FailBeforePayoutRate float64 `json:"fail_before_payout_rate"`
+	FailAfterPayoutRate  float64 `json:"fail_after_payout_rate"`
+	HangAfterPayoutRate  float64 `json:"hang_after_payout_rate"`
+	// A payout created while one of these holds fails (instead of being
+	// paid) after PayoutDelay, with PayoutFailureCode: the next
+	// FailNextPayouts payouts, every payout to one of
+	// FailPayoutDestinations, and a share PayoutFailureRate of the others.
+	FailNextPayouts        int      `json:"fail_next_payouts"`
+	FailPayoutDestinations []string `json:"fail_payout_destinations,omitempty"`
+	PayoutFailureRate      float64  `json:"payout_failure_rate"`
+	// PayoutFailureCode defaults to account_closed.
+	PayoutFailureCode string `json:"payout_failure_code,omitempty"`
 }
 
 // Injected counts the faults injected since start, for a harness's report.
@@ -54,6 +74,13 @@ type Injected struct {
 	DuplicateWebhooks int64 `json:"duplicate_webhooks"`
 	ReorderedBatches  int64 `json:"reordered_batches"`
 	DroppedWebhooks   int64 `json:"dropped_webhooks"`
+	FailBeforeRefund  int64 `json:"fail_before_refund"`
+	FailAfterRefund   int64 `json:"fail_after_refund"`
+	HangAfterRefund   int64 `json:"hang_after_refund"`
+	FailBeforePayout  int64 `json:"fail_before_payout"`
+	FailAfterPayout   int64 `json:"fail_after_payout"`
+	HangAfterPayout   int64 `json:"hang_after_payout"`
+	FailedPayouts     int64 `json:"failed_payouts"`
 }
 
 // FaultsView is the body of GET /admin/faults (and of POST's answer):
@@ -81,7 +108,11 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-const defaultHangFor = 15 * time.Second
+const (
+	defaultHangFor           = 15 * time.Second
+	defaultPayoutFailureCode = "account_closed"
+	maxFailDestinations      = 100
+)
 
 func (f Faults) validate() error {
 	var errs []error
@@ -89,6 +120,10 @@ func (f Faults) validate() error {
 		"decline_rate": f.DeclineRate, "fail_before_charge_rate": f.FailBeforeChargeRate,
 		"fail_after_charge_rate": f.FailAfterChargeRate, "hang_after_charge_rate": f.HangAfterChargeRate,
 		"duplicate_webhook_rate": f.DuplicateWebhookRate, "drop_webhook_rate": f.DropWebhookRate,
+		"fail_before_refund_rate": f.FailBeforeRefundRate, "fail_after_refund_rate": f.FailAfterRefundRate,
+		"hang_after_refund_rate": f.HangAfterRefundRate, "fail_before_payout_rate": f.FailBeforePayoutRate,
+		"fail_after_payout_rate": f.FailAfterPayoutRate, "hang_after_payout_rate": f.HangAfterPayoutRate,
+		"payout_failure_rate": f.PayoutFailureRate,
 	} {
 		if !(r >= 0 && r <= maxFaultRate) { // also refuses NaN
 			errs = append(errs, fmt.Errorf("faults: %s %v: want 0 to 1", name, r))
@@ -100,7 +135,33 @@ func (f Faults) validate() error {
 	if f.LatencyMS < 0 || int64(f.LatencyMS) > maxLatency.Milliseconds() {
 		errs = append(errs, fmt.Errorf("faults: latency_ms %d: want 0 to %d", f.LatencyMS, maxLatency.Milliseconds()))
 	}
+	if f.FailNextPayouts < 0 || f.FailNextPayouts > 1_000_000 {
+		errs = append(errs, fmt.Errorf("faults: fail_next_payouts %d: want 0 to 1000000", f.FailNextPayouts))
+	}
+	if len(f.FailPayoutDestinations) > maxFailDestinations {
+		errs = append(errs, fmt.Errorf("faults: fail_payout_destinations: at most %d", maxFailDestinations))
+	}
+	for _, d := range f.FailPayoutDestinations {
+		if msg := checkText(d, maxReferenceLen, true); msg != "" {
+			errs = append(errs, fmt.Errorf("faults: fail_payout_destinations: a destination %s", msg))
+		}
+	}
+	if f.PayoutFailureCode != "" && !validFailureCode(f.PayoutFailureCode) {
+		errs = append(errs, fmt.Errorf("faults: payout_failure_code %q: want 1 to 64 of a-z, 0-9, _", f.PayoutFailureCode))
+	}
 	return errors.Join(errs...)
+}
+
+func validFailureCode(c string) bool {
+	if len(c) == 0 || len(c) > 64 {
+		return false
+	}
+	for i := 0; i < len(c); i++ {
+		if b := c[i]; !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // faultState is the faults in force, their random source and the counts.
@@ -109,6 +170,7 @@ type faultState struct {
 	f        Faults
 	rng      *rand.Rand
 	injected Injected
+	failNext int // payouts still to fail of f.FailNextPayouts
 }
 
 func newFaultState(f Faults) *faultState {
@@ -123,9 +185,14 @@ func (s *faultState) set(f Faults) {
 	if f.HangFor == 0 {
 		f.HangFor = Duration(defaultHangFor)
 	}
+	if f.PayoutFailureCode == "" {
+		f.PayoutFailureCode = defaultPayoutFailureCode
+	}
+	f.FailPayoutDestinations = append([]string(nil), f.FailPayoutDestinations...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.f = f
+	s.failNext = f.FailNextPayouts
 	// The second PCG word is fixed so that a seed alone names the sequence.
 	s.rng = rand.New(rand.NewPCG(f.Seed, 0x9e3779b97f4a7c15))
 }
@@ -133,7 +200,10 @@ func (s *faultState) set(f Faults) {
 func (s *faultState) view() FaultsView {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return FaultsView{Faults: s.f, Injected: s.injected}
+	f := s.f
+	f.FailNextPayouts = s.failNext // what is left
+	f.FailPayoutDestinations = append([]string(nil), f.FailPayoutDestinations...)
+	return FaultsView{Faults: f, Injected: s.injected}
 }
 
 // hit draws against rate; 0 and 1 draw nothing, so turning one fault fully
@@ -215,4 +285,70 @@ func (s *faultState) reverseBatch(n int) bool {
 		return true
 	}
 	return false
+}
+
+// requestKind names the endpoints the before/after-commit faults apply to.
+type requestKind int
+
+const (
+	kindRefund requestKind = iota + 1
+	kindPayout
+)
+
+// failBeforeFor is failBefore for a refund or payout request.
+func (s *faultState) failBeforeFor(k requestKind) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case k == kindRefund && s.hit(s.f.FailBeforeRefundRate):
+		s.injected.FailBeforeRefund++
+		return true
+	case k == kindPayout && s.hit(s.f.FailBeforePayoutRate):
+		s.injected.FailBeforePayout++
+		return true
+	}
+	return false
+}
+
+// afterCommitFor is afterCommit for a refund or payout request.
+func (s *faultState) afterCommitFor(k requestKind) (fail bool, hang time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	failRate, hangRate := s.f.FailAfterRefundRate, s.f.HangAfterRefundRate
+	failN, hangN := &s.injected.FailAfterRefund, &s.injected.HangAfterRefund
+	if k == kindPayout {
+		failRate, hangRate = s.f.FailAfterPayoutRate, s.f.HangAfterPayoutRate
+		failN, hangN = &s.injected.FailAfterPayout, &s.injected.HangAfterPayout
+	}
+	if s.hit(failRate) {
+		*failN++
+		return true, 0
+	}
+	if s.hit(hangRate) {
+		*hangN++
+		return false, time.Duration(s.f.HangFor)
+	}
+	return false, 0
+}
+
+// payoutFailure decides, when a payout is created, whether it will fail
+// and with which code ("" when it will be paid).
+func (s *faultState) payoutFailure(destination string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fail := false
+	switch {
+	case s.failNext > 0:
+		s.failNext--
+		fail = true
+	case slices.Contains(s.f.FailPayoutDestinations, destination):
+		fail = true
+	default:
+		fail = s.hit(s.f.PayoutFailureRate)
+	}
+	if !fail {
+		return ""
+	}
+	s.injected.FailedPayouts++
+	return s.f.PayoutFailureCode
 }

@@ -237,6 +237,7 @@ type receiver struct {
 	failFirst int
 	requests  int
 	got       []delivery
+	payouts   []psp.PayoutEvent // accepted payout webhooks, in arrival order
 }
 
 type delivery struct {
@@ -270,9 +271,27 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	if psp.VerifySignature(sig, body, []string{"whsec_someone_else_entirely"}, time.Now(), psp.DefaultTolerance) == nil {
 		rc.t.Error("webhook verifies under a foreign secret")
 	}
-	var ev psp.Event
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
+	if r.URL.Path == "/v1/psp/payout_webhooks" {
+		var pe psp.PayoutEvent
+		if err := dec.Decode(&pe); err != nil || pe.ID == "" {
+			rc.t.Errorf("payout webhook body %s: %v", body, err)
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		rc.mu.Lock()
+		rc.payouts = append(rc.payouts, pe)
+		rc.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if r.URL.Path != "/v1/psp/webhooks" {
+		rc.t.Errorf("webhook to unexpected path %s", r.URL.Path)
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	var ev psp.Event
 	if err := dec.Decode(&ev); err != nil || ev.ID == "" {
 		rc.t.Errorf("webhook body %s: %v", body, err)
 		w.WriteHeader(http.StatusBadRequest)
@@ -297,6 +316,13 @@ func (rc *receiver) deliveries() []delivery {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return append([]delivery(nil), rc.got...)
+}
+
+// payoutEvents returns the accepted payout webhooks so far.
+func (rc *receiver) payoutEvents() []psp.PayoutEvent {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]psp.PayoutEvent(nil), rc.payouts...)
 }
 
 func (rc *receiver) totalRequests() int {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/paypipe/paypipe/contracts/money"
 	"github.com/paypipe/paypipe/services/psp"
 )
 
@@ -237,9 +238,15 @@ RETURNING `+paymentCols, p.ID, status, o.failure, o.brand, o.last4))
 		return payment{}, fmt.Errorf("charge %s: %w", p.ID, err)
 	}
 	if status == statusSucceeded {
+		// The fee is fixed now, at the rate in force: settlement files report
+		// it as charged, whatever the rate later becomes.
+		fee, err := money.Fee(p.Amount, s.cfg.FeeBPS)
+		if err != nil {
+			return payment{}, fmt.Errorf("charge %s: fee: %w", p.ID, err)
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO pspsim.charges
-(payment_id, idempotency_key, merchant_reference, amount_minor, currency, card_brand, card_last4)
-VALUES ($1, $2, $3, $4, $5, $6, $7)`, p.ID, key, p.Reference, p.Amount, p.Currency, o.brand, o.last4); err != nil {
+(payment_id, idempotency_key, merchant_reference, amount_minor, currency, card_brand, card_last4, fee_minor, fee_bps)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, p.ID, key, p.Reference, p.Amount, p.Currency, o.brand, o.last4, fee, s.cfg.FeeBPS); err != nil {
 			return payment{}, fmt.Errorf("charge %s: log: %w", p.ID, err)
 		}
 	}

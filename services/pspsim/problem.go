@@ -27,6 +27,8 @@ const (
 	codeIdempotencyKeyReused  = "idempotency_key_reused"
 	codeSimulatedFailure      = "simulated_failure"
 	codeInternal              = "internal_error"
+	codeCurrencyMismatch      = "currency_mismatch"
+	codeAmountTooLarge        = "amount_too_large"
 )
 
 var problems = map[string]struct {
@@ -46,6 +48,8 @@ var problems = map[string]struct {
 	codeIdempotencyKeyReused:  {http.StatusUnprocessableEntity, "The Idempotency-Key was used for a different request"},
 	codeSimulatedFailure:      {http.StatusInternalServerError, "Simulated failure"},
 	codeInternal:              {http.StatusInternalServerError, "Internal error"},
+	codeCurrencyMismatch:      {http.StatusBadRequest, "The currency differs from the payment's"},
+	codeAmountTooLarge:        {http.StatusBadRequest, "The amount exceeds what can still be refunded"},
 }
 
 // apiError is an answer other than success. Only codeInternal errors are

@@ -91,13 +91,14 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Server, error) {
 // endpoints (/admin/*) and /healthz.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Run delivers webhooks and expires unpaid hosted payments until ctx ends,
+// Run delivers webhooks, expires unpaid hosted payments and pays due payouts until ctx ends,
 // then returns nil. Several Servers may Run on one database: both loops
 // claim rows with FOR UPDATE SKIP LOCKED.
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.runSender(ctx) })
 	wg.Go(func() { s.runExpiry(ctx) })
+	wg.Go(func() { s.runPayouts(ctx) })
 	wg.Wait()
 	return nil
 }
@@ -128,6 +129,13 @@ func (s *Server) routes() http.Handler {
 	v1.HandleFunc("GET /v1/payments", s.handleList)
 	v1.HandleFunc("GET /v1/payments/{id}", s.handleGet)
 	v1.HandleFunc("POST /v1/payments/{id}/confirm", s.handleConfirm)
+	v1.HandleFunc("POST /v1/refunds", s.handleCreateRefund)
+	v1.HandleFunc("GET /v1/refunds", s.handleListRefunds)
+	v1.HandleFunc("GET /v1/refunds/{id}", s.handleGetRefund)
+	v1.HandleFunc("POST /v1/payouts", s.handleCreatePayout)
+	v1.HandleFunc("GET /v1/payouts", s.handleListPayouts)
+	v1.HandleFunc("GET /v1/payouts/{id}", s.handleGetPayout)
+	v1.HandleFunc("GET /v1/settlements/{date}", s.handleSettlement)
 	v1.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, problemf(codeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -137,6 +145,10 @@ func (s *Server) routes() http.Handler {
 	admin.HandleFunc("POST /admin/faults", s.handleSetFaults)
 	admin.HandleFunc("GET /admin/charges", s.handleCharges)
 	admin.HandleFunc("GET /admin/webhooks", s.handleWebhookEvents)
+	admin.HandleFunc("GET /admin/refunds", s.handleAdminRefunds)
+	admin.HandleFunc("GET /admin/payouts", s.handleAdminPayouts)
+	admin.HandleFunc("GET /admin/settlement_discrepancies", s.handleListDiscrepancies)
+	admin.HandleFunc("POST /admin/settlement_discrepancies", s.handleAddDiscrepancy)
 	admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, problemf(codeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -21,7 +21,8 @@ import (
 type claimedEvent struct {
 	seq       int64
 	id        string
-	paymentID string
+	paymentID string // the payment's or the payout's id: events of one object go in order
+	payout    bool   // a payout event, for Config.PayoutWebhookURL
 	body      string
 	attempts  int // including this one
 	drop      bool
@@ -88,13 +89,13 @@ FROM (SELECT seq FROM pspsim.webhook_events
       WHERE state = 'pending' AND next_attempt_at <= clock_timestamp()
       ORDER BY next_attempt_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED) c
 WHERE e.seq = c.seq
-RETURNING e.seq, e.id, e.payment_id, e.body, e.attempts`, s.cfg.WebhookBatchSize, s.lease())
+RETURNING e.seq, e.id, coalesce(e.payment_id, e.payout_id), e.payout_id IS NOT NULL, e.body, e.attempts`, s.cfg.WebhookBatchSize, s.lease())
 	if err != nil {
 		return 0, fmt.Errorf("claim webhooks: %w", err)
 	}
 	evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claimedEvent, error) {
 		var e claimedEvent
-		err := r.Scan(&e.seq, &e.id, &e.paymentID, &e.body, &e.attempts)
+		err := r.Scan(&e.seq, &e.id, &e.paymentID, &e.payout, &e.body, &e.attempts)
 		return e, err
 	})
 	if err != nil {
@@ -208,7 +209,11 @@ func resultOf(status int, err error, copies int) attemptResult {
 // post sends one signed copy of e. The signature is made at send time (its
 // timestamp must be fresh), with every configured secret.
 func (s *Server) post(ctx context.Context, e claimedEvent) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.WebhookURL, strings.NewReader(e.body))
+	target := s.cfg.WebhookURL
+	if e.payout {
+		target = s.cfg.PayoutWebhookURL
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(e.body))
 	if err != nil {
 		return 0, err
 	}
