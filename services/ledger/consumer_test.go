@@ -27,7 +27,7 @@ func TestConsumerRejectsWhatItCannotPost(t *testing.T) {
 	pool, _ := testenv.Migrated(t, ledger.Schema())
 	var logs bytes.Buffer
 	specs := ledger.Consumers(ledger.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
-	if len(specs) != 1 || specs[0].Name != contracts.LedgerPaymentsConsumer || specs[0].Stream != contracts.StreamPayments {
+	if len(specs) != 4 || specs[0].Name != contracts.LedgerPaymentsConsumer || specs[0].Stream != contracts.StreamPayments {
 		t.Fatalf("specs %+v", specs)
 	}
 	spec := specs[0]

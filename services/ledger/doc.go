@@ -57,6 +57,48 @@
 // dead-lettered, never half-posted. Entries, their postings, the balance
 // updates and the ledger.entry.posted event commit in the inbox transaction.
 //
+// Every entry also carries how the PSP knows its money movement, for the
+// reconciler: Reference (paypipe's id: checkout, refund or payout),
+// PSPReference (the PSP's id, indexed) and PSPAmountMinor (the gross the
+// PSP moved under it: a capture's whole checkout). They are stored and
+// emitted in ledger.entry.posted, but describe the effect rather than
+// change it, so they take no part in the replay comparison.
+//
+// ledger-refunds (payments.refund.succeeded) posts the reversal, external
+// id order_refunded:<refund id>:
+//
+//	Dr seller_payable:<id>    net
+//	Dr platform_fee_revenue   fee
+//	    Cr psp_receivable     amount
+//
+// ledger-payouts (payouts.payout.created | paid | failed) posts a payout's
+// life, external ids <kind>:<payout id>:
+//
+//	created  payout_initiated  Dr seller_payable:<id>  / Cr payout_in_transit
+//	paid     payout_paid       Dr payout_in_transit    / Cr bank
+//	failed   payout_returned   Dr payout_in_transit    / Cr seller_payable:<id>
+//
+// Events of one payout may arrive in any order. paid and failed first post
+// the initiation from their own payload if it is missing (same transaction),
+// so payout_in_transit never goes negative; a late created is then a no-op
+// by external id. A failed payout of amount 0 was never created and posts
+// nothing. paid and returned exclude each other: both lock the initiation
+// row before checking for the other, and the second is refused.
+//
+// ledger-settlements (recon.batch.settled) posts, external id
+// settlement:<batch id>, with directions by sign and zero lines left out:
+//
+//	Dr bank             charges − refunds − fees  (Cr if negative)
+//	Dr psp_fee_expense  fees
+//	    Cr psp_receivable  charges − refunds      (Dr if negative)
+//
+// A settlement is the platform's own movement: it has no merchant
+// (merchant_id is NULL, and "" in the event). A batch whose figures are all
+// zero posts nothing.
+//
+// Every consumed event is checked with its contracts Validate method, the
+// rules the wallet applies too, so the two refuse the same events.
+//
 // # Contention
 //
 // Running balances are rows: every entry in a currency updates

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -90,6 +91,15 @@ type Entry struct {
 	PaymentOrderID string // optional
 	Currency       string
 	Lines          []Line
+	// Reference, PSPReference and PSPAmountMinor say how the PSP knows the
+	// money movement (contracts.LedgerEntryPosted): paypipe's reference (a
+	// checkout, refund or payout id), the PSP's own id, and the gross the PSP
+	// moved under it. Optional; the reconciler matches settlement lines by
+	// them. They describe the effect without changing it, so they take no
+	// part in the replay comparison either.
+	Reference      string
+	PSPReference   string
+	PSPAmountMinor int64
 	// PostedAt defaults to now; SourceMsgID is the causing message's ce-id
 	// (optional). Neither takes part in the replay comparison: a re-sent
 	// event is the same effect.
@@ -113,8 +123,16 @@ func (e Entry) Validate() error {
 	}
 	text("external_id", e.ExternalID, maxIDLen, true)
 	text("kind", e.Kind, maxKindLen, true)
-	text("merchant_id", e.MerchantID, maxIDLen, true)
+	// A settlement is the platform's own money movement: no merchant.
+	text("merchant_id", e.MerchantID, maxIDLen, e.Kind != contracts.EntrySettlement)
 	text("payment_order_id", e.PaymentOrderID, maxIDLen, false)
+	text("reference", e.Reference, maxIDLen, false)
+	text("psp_reference", e.PSPReference, maxIDLen, false)
+	if e.PSPAmountMinor != 0 {
+		if err := money.ValidAmount(e.PSPAmountMinor); err != nil {
+			errs = append(errs, fmt.Errorf("psp amount: %w", err))
+		}
+	}
 	if _, err := money.ParseCurrency(e.Currency); err != nil {
 		errs = append(errs, err)
 	}
@@ -190,7 +208,9 @@ func OrderCapturedExternalID(paymentOrderID string) string {
 //	    Cr platform_fee_revenue fee
 //
 // using the fee and net payment computed once (the ledger never recomputes
-// them). A zero line is left out; fee + net = amount keeps it balanced.
+// them). A zero line is left out; fee + net = amount keeps it balanced. The
+// PSP knows the charge by the checkout id and its own payment id, for the
+// whole checkout's amount (older events without it: the order's).
 func OrderCaptured(ev contracts.OrderSucceeded) (Entry, error) {
 	if err := ValidateOrderSucceeded(ev); err != nil {
 		return Entry{}, err
@@ -209,6 +229,9 @@ func OrderCaptured(ev contracts.OrderSucceeded) (Entry, error) {
 		PaymentOrderID: ev.PaymentOrderID,
 		Currency:       ev.Currency,
 		Lines:          lines,
+		Reference:      ev.CheckoutID,
+		PSPReference:   ev.PSPPaymentID,
+		PSPAmountMinor: cmp.Or(ev.CheckoutAmountMinor, ev.AmountMinor),
 	}, nil
 }
 

@@ -73,15 +73,13 @@ func Post(ctx context.Context, tx pgx.Tx, e Entry) (posted bool, err error) {
 	if e.SourceMsgID != uuid.Nil {
 		srcMsg = &e.SourceMsgID
 	}
-	var orderID *string
-	if e.PaymentOrderID != "" {
-		orderID = &e.PaymentOrderID
-	}
 
 	tag, err := tx.Exec(ctx, `INSERT INTO ledger.journal_entries
-  (id, external_id, kind, merchant_id, payment_order_id, currency, posted_at, source_msg_id, created_xid)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, pg_current_xact_id())
-ON CONFLICT DO NOTHING`, id, e.ExternalID, e.Kind, e.MerchantID, orderID, e.Currency, postedAt, srcMsg)
+  (id, external_id, kind, merchant_id, payment_order_id, currency, posted_at, source_msg_id,
+   reference, psp_reference, psp_amount_minor, created_xid)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, pg_current_xact_id())
+ON CONFLICT DO NOTHING`, id, e.ExternalID, e.Kind, nullText(e.MerchantID), nullText(e.PaymentOrderID), e.Currency, postedAt, srcMsg,
+		nullText(e.Reference), nullText(e.PSPReference), nullAmount(e.PSPAmountMinor))
 	if err != nil {
 		return false, fmt.Errorf("ledger: insert entry %q: %w", e.ExternalID, err)
 	}
@@ -132,6 +130,9 @@ SELECT $1, l, a, d, m, $2 FROM unnest($3::int[], $4::text[], $5::text[], $6::big
 		PaymentOrderID: e.PaymentOrderID,
 		Currency:       e.Currency,
 		Postings:       postings,
+		Reference:      e.Reference,
+		PSPReference:   e.PSPReference,
+		PSPAmountMinor: e.PSPAmountMinor,
 		PostedAt:       postedAt,
 	})
 	if err != nil {
@@ -148,6 +149,22 @@ SELECT $1, l, a, d, m, $2 FROM unnest($3::int[], $4::text[], $5::text[], $6::big
 		return false, fmt.Errorf("ledger: write %s for %q: %w", contracts.SubjectLedgerEntryPosted, e.ExternalID, err)
 	}
 	return true, nil
+}
+
+// nullText stores an optional text as NULL, not as an empty string: the
+// columns' CHECKs refuse empty strings.
+func nullText(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func nullAmount(v int64) *int64 {
+	if v == 0 {
+		return nil
+	}
+	return &v
 }
 
 // ensureAccounts creates missing accounts (in name order, like every other
@@ -242,7 +259,7 @@ func loadEntry(ctx context.Context, tx pgx.Tx, externalID string) (Entry, error)
 	var e Entry
 	var id uuid.UUID
 	var src *uuid.UUID
-	err := tx.QueryRow(ctx, `SELECT id, external_id, kind, merchant_id, coalesce(payment_order_id, ''), currency, posted_at, source_msg_id
+	err := tx.QueryRow(ctx, `SELECT id, external_id, kind, coalesce(merchant_id, ''), coalesce(payment_order_id, ''), currency, posted_at, source_msg_id
 FROM ledger.journal_entries WHERE external_id = $1`, externalID).
 		Scan(&id, &e.ExternalID, &e.Kind, &e.MerchantID, &e.PaymentOrderID, &e.Currency, &e.PostedAt, &src)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -411,4 +428,23 @@ ORDER BY 1, 2 LIMIT $1`, maxViolations)
 		return nil, err
 	}
 	return out, nil
+}
+
+// lockEntry locks a posted entry's row until the transaction ends (entries
+// are never updated: the lock only orders transactions that decide on it).
+func lockEntry(ctx context.Context, tx pgx.Tx, externalID string) error {
+	var one int
+	if err := tx.QueryRow(ctx, `SELECT 1 FROM ledger.journal_entries WHERE external_id = $1 FOR UPDATE`, externalID).Scan(&one); err != nil {
+		return fmt.Errorf("ledger: lock entry %q: %w", externalID, err)
+	}
+	return nil
+}
+
+// entryExists reports whether an entry with externalID is posted.
+func entryExists(ctx context.Context, tx pgx.Tx, externalID string) (bool, error) {
+	var ok bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ledger.journal_entries WHERE external_id = $1)`, externalID).Scan(&ok); err != nil {
+		return false, fmt.Errorf("ledger: look up entry %q: %w", externalID, err)
+	}
+	return ok, nil
 }

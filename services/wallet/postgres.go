@@ -43,72 +43,126 @@ func Schema() migrate.Schema {
 // serialise and each sees the ones before it; UNIQUE (cause, ref) stays the
 // last guard for anything that gets past that.
 func apply(ctx context.Context, tx pgx.Tx, c change) (Balance, bool, error) {
-	if _, err := tx.Exec(ctx, `INSERT INTO wallet.balances
-  (seller_id, currency, merchant_id, pending_minor, available_minor, paid_out_minor, version)
-VALUES ($1, $2, $3, 0, 0, 0, 0) ON CONFLICT (seller_id, currency) DO NOTHING`, c.SellerID, c.Currency, c.MerchantID); err != nil {
-		return Balance{}, false, fmt.Errorf("wallet: create balance %s/%s: %w", c.SellerID, c.Currency, err)
+	b, _, err := lockBalance(ctx, tx, c.SellerID, c.Currency, c.MerchantID, true)
+	if err != nil {
+		return Balance{}, false, err
 	}
-	b := Balance{SellerID: c.SellerID, Currency: c.Currency}
-	if err := tx.QueryRow(ctx, `SELECT merchant_id, pending_minor, available_minor, paid_out_minor, version, updated_at
-FROM wallet.balances WHERE seller_id = $1 AND currency = $2 FOR UPDATE`, c.SellerID, c.Currency).
-		Scan(&b.MerchantID, &b.PendingMinor, &b.AvailableMinor, &b.PaidOutMinor, &b.Version, &b.UpdatedAt); err != nil {
-		return Balance{}, false, fmt.Errorf("wallet: lock balance %s/%s: %w", c.SellerID, c.Currency, err)
+	prev, found, err := findChange(ctx, tx, c.Cause, c.Ref)
+	if err != nil {
+		return Balance{}, false, err
 	}
-
-	var prev change
-	err := tx.QueryRow(ctx, `SELECT seller_id, currency, delta_pending, delta_available, delta_paid_out
-FROM wallet.changes WHERE cause = $1 AND ref = $2`, c.Cause, c.Ref).
-		Scan(&prev.SellerID, &prev.Currency, &prev.DeltaPending, &prev.DeltaAvailable, &prev.DeltaPaidOut)
-	switch {
-	case err == nil:
-		prev.MerchantID, prev.Cause, prev.Ref = c.MerchantID, c.Cause, c.Ref
+	if found {
+		prev.MerchantID = c.MerchantID
 		if prev != c {
 			return Balance{}, false, fmt.Errorf("%w: %s %s: recorded %+v, now %+v", ErrConflict, c.Cause, c.Ref, prev, c)
 		}
 		return b, false, nil
-	case !errors.Is(err, pgx.ErrNoRows):
-		return Balance{}, false, fmt.Errorf("wallet: look up change %s %s: %w", c.Cause, c.Ref, err)
 	}
-	if b.MerchantID != c.MerchantID {
-		return Balance{}, false, fmt.Errorf("%w: %s %s: seller %s belongs to merchant %s, the change says %s",
-			ErrConflict, c.Cause, c.Ref, c.SellerID, b.MerchantID, c.MerchantID)
+	if err := sameMerchant(b, c); err != nil {
+		return Balance{}, false, err
 	}
-
-	after, err := c.next(b)
+	after, err := record(ctx, tx, b, c)
 	if err != nil {
 		return Balance{}, false, err
+	}
+	return after, true, nil
+}
+
+// lockBalance locks the (seller, currency) balance row for the rest of tx
+// and returns it. With create, a missing row is created first (version 0,
+// merchant as given); without, a missing row is reported as found=false
+// and nothing is written.
+func lockBalance(ctx context.Context, tx pgx.Tx, sellerID, currency, merchantID string, create bool) (Balance, bool, error) {
+	if create {
+		if _, err := tx.Exec(ctx, `INSERT INTO wallet.balances
+  (seller_id, currency, merchant_id, pending_minor, available_minor, paid_out_minor, version)
+VALUES ($1, $2, $3, 0, 0, 0, 0) ON CONFLICT (seller_id, currency) DO NOTHING`, sellerID, currency, merchantID); err != nil {
+			return Balance{}, false, fmt.Errorf("wallet: create balance %s/%s: %w", sellerID, currency, err)
+		}
+	}
+	b := Balance{SellerID: sellerID, Currency: currency}
+	err := tx.QueryRow(ctx, `SELECT merchant_id, pending_minor, available_minor, paid_out_minor, version, updated_at
+FROM wallet.balances WHERE seller_id = $1 AND currency = $2 FOR UPDATE`, sellerID, currency).
+		Scan(&b.MerchantID, &b.PendingMinor, &b.AvailableMinor, &b.PaidOutMinor, &b.Version, &b.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) && !create {
+		return Balance{SellerID: sellerID, Currency: currency, MerchantID: merchantID}, false, nil
+	}
+	if err != nil {
+		return Balance{}, false, fmt.Errorf("wallet: lock balance %s/%s: %w", sellerID, currency, err)
+	}
+	return b, true, nil
+}
+
+// findChange looks up the change of a business effect (cause, ref). The
+// returned change has no MerchantID (changes do not store it: the balance
+// does).
+func findChange(ctx context.Context, tx pgx.Tx, cause, ref string) (change, bool, error) {
+	c := change{Cause: cause, Ref: ref}
+	err := tx.QueryRow(ctx, `SELECT seller_id, currency, coalesce(payment_order_id, ''), delta_pending, delta_available, delta_paid_out
+FROM wallet.changes WHERE cause = $1 AND ref = $2`, cause, ref).
+		Scan(&c.SellerID, &c.Currency, &c.PaymentOrderID, &c.DeltaPending, &c.DeltaAvailable, &c.DeltaPaidOut)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return change{}, false, nil
+	}
+	if err != nil {
+		return change{}, false, fmt.Errorf("wallet: look up change %s %s: %w", cause, ref, err)
+	}
+	return c, true, nil
+}
+
+// sameMerchant refuses a change that names another merchant than the
+// balance's: a seller belongs to one merchant.
+func sameMerchant(b Balance, c change) error {
+	if b.MerchantID != c.MerchantID {
+		return fmt.Errorf("%w: %s %s: seller %s belongs to merchant %s, the change says %s",
+			ErrConflict, c.Cause, c.Ref, c.SellerID, b.MerchantID, c.MerchantID)
+	}
+	return nil
+}
+
+// record writes c on the locked balance b: the new figures, the changes row
+// and the wallet.balance.changed event. The caller holds b's lock and has
+// checked that c's effect is new.
+func record(ctx context.Context, tx pgx.Tx, b Balance, c change) (Balance, error) {
+	after, err := c.next(b)
+	if err != nil {
+		return Balance{}, err
 	}
 	if err := tx.QueryRow(ctx, `UPDATE wallet.balances
 SET pending_minor = $3, available_minor = $4, paid_out_minor = $5, version = $6, updated_at = clock_timestamp()
 WHERE seller_id = $1 AND currency = $2 RETURNING updated_at`,
 		c.SellerID, c.Currency, after.PendingMinor, after.AvailableMinor, after.PaidOutMinor, after.Version).Scan(&after.UpdatedAt); err != nil {
-		return Balance{}, false, fmt.Errorf("wallet: update balance %s/%s: %w", c.SellerID, c.Currency, err)
+		return Balance{}, fmt.Errorf("wallet: update balance %s/%s: %w", c.SellerID, c.Currency, err)
+	}
+	var orderID *string
+	if c.PaymentOrderID != "" {
+		orderID = &c.PaymentOrderID
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO wallet.changes
-  (seller_id, currency, cause, ref, delta_pending, delta_available, delta_paid_out, version, at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		c.SellerID, c.Currency, c.Cause, c.Ref, c.DeltaPending, c.DeltaAvailable, c.DeltaPaidOut, after.Version, after.UpdatedAt); err != nil {
-		return Balance{}, false, fmt.Errorf("wallet: record change %s %s: %w", c.Cause, c.Ref, err)
+  (seller_id, currency, cause, ref, payment_order_id, delta_pending, delta_available, delta_paid_out, version, at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		c.SellerID, c.Currency, c.Cause, c.Ref, orderID, c.DeltaPending, c.DeltaAvailable, c.DeltaPaidOut, after.Version, after.UpdatedAt); err != nil {
+		return Balance{}, fmt.Errorf("wallet: record change %s %s: %w", c.Cause, c.Ref, err)
 	}
 
-	ev := contracts.WalletBalanceChanged{
-		SellerID:          after.SellerID,
-		MerchantID:        after.MerchantID,
-		Currency:          after.Currency,
-		Cause:             c.Cause,
-		DeltaPendingMinor: c.DeltaPending,
-		PendingMinor:      after.PendingMinor,
-		AvailableMinor:    after.AvailableMinor,
-		PaidOutMinor:      after.PaidOutMinor,
-		Version:           after.Version,
-		ChangedAt:         after.UpdatedAt.UTC(),
-	}
-	if c.Cause == contracts.CauseOrderSucceeded {
-		ev.PaymentOrderID = c.Ref
-	}
-	payload, err := json.Marshal(ev)
+	payload, err := json.Marshal(contracts.WalletBalanceChanged{
+		SellerID:            after.SellerID,
+		MerchantID:          after.MerchantID,
+		Currency:            after.Currency,
+		Cause:               c.Cause,
+		PaymentOrderID:      c.PaymentOrderID,
+		Ref:                 c.Ref,
+		DeltaPendingMinor:   c.DeltaPending,
+		DeltaAvailableMinor: c.DeltaAvailable,
+		DeltaPaidOutMinor:   c.DeltaPaidOut,
+		PendingMinor:        after.PendingMinor,
+		AvailableMinor:      after.AvailableMinor,
+		PaidOutMinor:        after.PaidOutMinor,
+		Version:             after.Version,
+		ChangedAt:           after.UpdatedAt.UTC(),
+	})
 	if err != nil {
-		return Balance{}, false, fmt.Errorf("wallet: encode %s: %w", contracts.SubjectWalletBalance, err)
+		return Balance{}, fmt.Errorf("wallet: encode %s: %w", contracts.SubjectWalletBalance, err)
 	}
 	if err := Store.Write(ctx, tx, &outbox.Message{
 		Subject:          contracts.SubjectWalletBalance,
@@ -118,9 +172,63 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		AggregateVersion: after.Version,
 		Payload:          payload,
 	}); err != nil {
-		return Balance{}, false, fmt.Errorf("wallet: write %s for %s %s: %w", contracts.SubjectWalletBalance, c.Cause, c.Ref, err)
+		return Balance{}, fmt.Errorf("wallet: write %s for %s %s: %w", contracts.SubjectWalletBalance, c.Cause, c.Ref, err)
 	}
-	return after, true, nil
+	return after, nil
+}
+
+// sumDeltaPending is Σ delta_pending of an order's changes of one cause
+// (e.g. what its refunds took from pending).
+func sumDeltaPending(ctx context.Context, tx pgx.Tx, cause, paymentOrderID string) (int64, error) {
+	var sum int64
+	if err := tx.QueryRow(ctx, `SELECT coalesce(sum(delta_pending), 0)::bigint FROM wallet.changes
+WHERE payment_order_id = $1 AND cause = $2`, paymentOrderID, cause).Scan(&sum); err != nil {
+		return 0, fmt.Errorf("wallet: sum %s changes of order %s: %w", cause, paymentOrderID, err)
+	}
+	return sum, nil
+}
+
+// recordRejection records that a payout request was refused, so that the
+// decision is final: a re-sent request does not reserve later.
+// first=false means the payout was rejected before.
+func recordRejection(ctx context.Context, tx pgx.Tx, r contracts.PayoutRejected) (first bool, err error) {
+	tag, err := tx.Exec(ctx, `INSERT INTO wallet.payout_rejections (payout_id, seller_id, currency, reason, available_minor, rejected_at)
+VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (payout_id) DO NOTHING`,
+		r.PayoutID, r.SellerID, r.Currency, r.Reason, r.AvailableMinor, r.RejectedAt)
+	if err != nil {
+		return false, fmt.Errorf("wallet: record rejection of payout %s: %w", r.PayoutID, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// rejected reports whether the payout was rejected before.
+func rejected(ctx context.Context, tx pgx.Tx, payoutID string) (bool, error) {
+	var ok bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM wallet.payout_rejections WHERE payout_id = $1)`, payoutID).Scan(&ok); err != nil {
+		return false, fmt.Errorf("wallet: look up rejection of payout %s: %w", payoutID, err)
+	}
+	return ok, nil
+}
+
+// writeEvent writes a wallet.payout.* event.
+func writeEvent(ctx context.Context, tx pgx.Tx, subject, aggregateID string, v any) error {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("wallet: encode %s: %w", subject, err)
+	}
+	if err := Store.Write(ctx, tx, &outbox.Message{
+		Subject:     subject,
+		Type:        contracts.TypeOf(subject),
+		Source:      contracts.SourceWallet,
+		AggregateID: aggregateID,
+		// The wallet decides a payout once (reserved or rejected): there
+		// is never a version 2.
+		AggregateVersion: 1,
+		Payload:          payload,
+	}); err != nil {
+		return fmt.Errorf("wallet: write %s for %s: %w", subject, aggregateID, err)
+	}
+	return nil
 }
 
 // aggregateID names a balance in event envelopes: one seller's balance in one

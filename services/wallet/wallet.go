@@ -23,7 +23,33 @@ var (
 	// ErrInvalidChange: a change would break a balance rule (negative
 	// pending or paid-out, overflow). Nothing was written.
 	ErrInvalidChange = errors.New("wallet: invalid change")
+	// ErrNotYet: a fulfilment or refund arrived before its order's credit
+	// (order_succeeded); consumers keep no order across subjects. It is
+	// transient: the runner redelivers the event after its retry delay,
+	// and by then the credit has normally been applied.
+	ErrNotYet = errors.New("wallet: the order's credit is not recorded yet")
 )
+
+// Reasons of a wallet.payout.rejected event.
+const (
+	RejectNothingAvailable = "nothing_available" // available ≤ 0
+	RejectBelowMinimum     = "below_minimum"     // 0 < available < Config.MinPayoutMinor
+)
+
+// Config configures the consumers. The zero value is valid.
+type Config struct {
+	// MinPayoutMinor is the smallest amount a payout reserves, in minor
+	// units of the payout's currency: a request finding less available is
+	// rejected. Values below 1 mean the default, 1.
+	MinPayoutMinor int64
+}
+
+func (c Config) withDefaults() Config {
+	if c.MinPayoutMinor < 1 {
+		c.MinPayoutMinor = 1
+	}
+	return c
+}
 
 // Balance is one seller's money in one currency.
 type Balance struct {
@@ -45,6 +71,7 @@ type change struct {
 	Currency       string
 	Cause          string
 	Ref            string
+	PaymentOrderID string // the order the change is about, if any
 	DeltaPending   int64
 	DeltaAvailable int64
 	DeltaPaidOut   int64
@@ -84,6 +111,26 @@ func ValidateOrderSucceeded(ev contracts.OrderSucceeded) error {
 		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 	return nil
+}
+
+// invalid wraps a contracts validation error in ErrInvalidEvent.
+func invalid(err error) error {
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	return nil
+}
+
+// ValidatePayoutChanged checks a payouts.payout.* payload exactly as the
+// ledger does: contracts.PayoutChanged.Validate, except that a failed
+// payout of amount 0 (failed before it was created) only needs the ids and
+// currency that name its balance.
+func ValidatePayoutChanged(ev contracts.PayoutChanged) error {
+	if ev.Status == contracts.PayoutStatusFailed && ev.AmountMinor == 0 {
+		return invalid(contracts.PayoutRequest{PayoutID: ev.PayoutID, MerchantID: ev.MerchantID, SellerID: ev.SellerID,
+			Currency: ev.Currency, Period: ev.Period}.Validate())
+	}
+	return invalid(ev.Validate())
 }
 
 // Drift is a (seller, currency) whose wallet disagrees with the ledger.

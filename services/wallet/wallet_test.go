@@ -47,7 +47,7 @@ func newHarness(t *testing.T) *harness {
 	pool, _ := testenv.Migrated(t, wallet.Schema())
 	logs := &syncBuffer{}
 	specs := wallet.Consumers(wallet.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
-	if len(specs) != 1 || specs[0].Name != contracts.WalletPaymentsConsumer || specs[0].Stream != contracts.StreamPayments {
+	if len(specs) != 4 || specs[0].Name != contracts.WalletPaymentsConsumer || specs[0].Stream != contracts.StreamPayments {
 		t.Fatalf("specs %+v", specs)
 	}
 	return &harness{t: t, pool: pool, spec: specs[0], logs: logs}
@@ -158,7 +158,7 @@ func TestCreditPending(t *testing.T) {
 		t.Fatalf("%d events, want 3: %+v", len(evs), evs)
 	}
 	want := contracts.WalletBalanceChanged{SellerID: seller, MerchantID: merchant, Currency: "KWD", Cause: contracts.CauseOrderSucceeded,
-		PaymentOrderID: o2.PaymentOrderID, DeltaPendingMinor: 1_000, PendingMinor: 12_987, Version: 2}
+		PaymentOrderID: o2.PaymentOrderID, Ref: o2.PaymentOrderID, DeltaPendingMinor: 1_000, PendingMinor: 12_987, Version: 2}
 	got := evs[1]
 	got.ChangedAt = want.ChangedAt
 	if got != want || evs[1].ChangedAt.IsZero() {
