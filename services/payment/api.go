@@ -63,6 +63,12 @@ func (s *Service) Handler() http.Handler {
 	route("GET /v1/checkouts", s.authed(s.listCheckouts))
 	route("GET /v1/checkouts/{id}", s.authed(s.getCheckout))
 	route("GET /v1/payment_orders/{id}", s.authed(s.getPaymentOrder))
+	route("POST /v1/payment_orders/{id}/fulfil", s.authed(s.idempotentAction(s.fulfil)))
+	route("POST /v1/payment_orders/{id}/refunds", s.authed(s.idempotentAction(s.createRefund)))
+	route("GET /v1/payment_orders/{id}/refunds", s.authed(s.listRefunds))
+	route("GET /v1/refunds/{id}", s.authed(s.getRefund))
+	route("GET /v1/payouts", s.authed(s.listPayouts))
+	route("GET /v1/payouts/{id}", s.authed(s.getPayout))
 	// The PSP authenticates by signature, not by API key.
 	route("POST /v1/psp/webhooks", s.webhook)
 

@@ -165,7 +165,7 @@ func hasFieldError(p payment.Problem, field, code string) bool {
 
 // tables are every table of the payment schema a request could write.
 var tables = []string{"sellers", "checkouts", "payment_orders", "status_transitions", "outbox", "idempotency_keys",
-	"seller_balances", "webhook_receipts", "quarantine", "inbox"}
+	"seller_balances", "webhook_receipts", "quarantine", "inbox", "refunds", "fulfilments", "payouts"}
 
 func (e *apiEnv) counts() map[string]int {
 	e.t.Helper()

@@ -61,7 +61,14 @@ type PaymentOrder struct {
 	Status      string      `json:"status"`
 	FailureCode string      `json:"failure_code,omitempty"`
 	NextAction  *NextAction `json:"next_action,omitempty"`
-	CreatedAt   time.Time   `json:"created_at"`
+	// FulfilledAt is when the merchant reported the order delivered
+	// (null before): from then on the seller's funds are available.
+	FulfilledAt *time.Time `json:"fulfilled_at"`
+	// RefundedMinor is the sum of the order's refunds that have not
+	// failed (pending or succeeded): amount_minor − refunded_minor is what
+	// can still be refunded.
+	RefundedMinor int64     `json:"refunded_minor"`
+	CreatedAt     time.Time `json:"created_at"`
 }
 
 // NextAction tells the client what the buyer must do next: for hosted
@@ -544,15 +551,19 @@ ORDER BY po.checkout_id, po.id`, ids, merchantID)
 }
 
 const paymentOrderSelect = `SELECT po.id, po.checkout_id, po.seller_id, po.currency, po.amount_minor, po.fee_minor,
-    po.net_minor, po.status, coalesce(po.failure_code, ''), c.redirect_url, po.created_at
+    po.net_minor, po.status, coalesce(po.failure_code, ''), c.redirect_url, po.fulfilled_at, po.refunded_minor, po.created_at
 FROM payment.payment_orders po JOIN payment.checkouts c ON c.id = po.checkout_id`
 
 func scanPaymentOrder(row pgx.CollectableRow) (PaymentOrder, error) {
 	var o PaymentOrder
 	var redirect *string
 	err := row.Scan(&o.ID, &o.CheckoutID, &o.SellerID, &o.Currency, &o.AmountMinor, &o.FeeMinor, &o.NetMinor,
-		&o.Status, &o.FailureCode, &redirect, &o.CreatedAt)
+		&o.Status, &o.FailureCode, &redirect, &o.FulfilledAt, &o.RefundedMinor, &o.CreatedAt)
 	o.CreatedAt = o.CreatedAt.UTC()
+	if o.FulfilledAt != nil {
+		at := o.FulfilledAt.UTC()
+		o.FulfilledAt = &at
+	}
 	o.NextAction = nextAction(o.Status, redirect)
 	return o, err
 }
@@ -565,17 +576,32 @@ func (s *Service) getPaymentOrder(w http.ResponseWriter, r *http.Request) error 
 	if !ok {
 		return notFound()
 	}
-	ctx, m := r.Context(), merchantFrom(r.Context())
-	rows, err := s.pool.Query(ctx, paymentOrderSelect+` WHERE po.id = $1 AND po.merchant_id = $2`, id, m.ID)
+	o, err := loadPaymentOrder(r.Context(), s.pool, merchantFrom(r.Context()).ID, id)
 	if err != nil {
-		return dbError(fmt.Errorf("read payment order: %w", err))
+		return err
+	}
+	return writeJSON(w, http.StatusOK, o)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// loadPaymentOrder reads one of the merchant's payment orders; another
+// merchant's answers notFound like a missing one.
+func loadPaymentOrder(ctx context.Context, q querier, merchantID, id uuid.UUID) (PaymentOrder, error) {
+	rows, err := q.Query(ctx, paymentOrderSelect+` WHERE po.id = $1 AND po.merchant_id = $2`, id, merchantID)
+	if err != nil {
+		return PaymentOrder{}, dbError(fmt.Errorf("read payment order: %w", err))
 	}
 	o, err := pgx.CollectExactlyOneRow(rows, scanPaymentOrder)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return notFound()
+		return PaymentOrder{}, notFound()
 	}
 	if err != nil {
-		return dbError(fmt.Errorf("read payment order: %w", err))
+		return PaymentOrder{}, dbError(fmt.Errorf("read payment order: %w", err))
 	}
-	return writeJSON(w, http.StatusOK, o)
+	return o, nil
 }

@@ -216,7 +216,7 @@ redirect_url = coalesce(nullif($4, ''), redirect_url), failure_code = $5, versio
 			payload = contracts.OrderSucceeded{
 				PaymentOrderID: o.id.String(), CheckoutID: c.id.String(), MerchantID: c.merchantID.String(),
 				SellerID: o.sellerID.String(), Currency: c.currency, AmountMinor: o.amount, FeeMinor: o.fee,
-				NetMinor: o.net, PSPPaymentID: r.PSPPaymentID, SucceededAt: now.UTC(),
+				NetMinor: o.net, PSPPaymentID: r.PSPPaymentID, CheckoutAmountMinor: c.amount, SucceededAt: now.UTC(),
 			}
 		case StatusFailed:
 			subject = contracts.SubjectOrderFailed

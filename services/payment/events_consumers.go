@@ -50,7 +50,47 @@ func (e *eventSide) consumers() []outbox.ConsumerSpec {
 		{Name: contracts.PaymentRegistrationConsumer, Stream: contracts.StreamPayments, Handler: e.handleRegistration},
 		{Name: contracts.CompletionLedgerConsumer, Stream: contracts.StreamLedger, Handler: e.handleLedgerEntry},
 		{Name: contracts.CompletionWalletConsumer, Stream: contracts.StreamWallet, Handler: e.handleWalletChange},
+		{Name: contracts.PaymentRefundReportsConsumer, Stream: contracts.StreamPayments, Handler: e.handleRefundReport},
+		{Name: contracts.PaymentPayoutsConsumer, Stream: contracts.StreamPayouts, Handler: e.handlePayoutChanged},
+		{Name: contracts.PaymentReconConsumer, Stream: contracts.StreamRecon, Handler: e.handleChargeConfirmed},
 	}
+}
+
+// handleChargeConfirmed applies a charge the reconciler found in the
+// settlement file and confirmed with the PSP (the webhook never came, the
+// resolver had not caught it yet) through applyPSPReport, like any other
+// report: forward only, so a checkout that moved in the meantime is left
+// alone and order.succeeded is still written once. A confirmation for a
+// checkout we do not hold, or that disagrees with it, is quarantined.
+func (e *eventSide) handleChargeConfirmed(ctx context.Context, tx pgx.Tx, d outbox.Delivery) error {
+	if d.Type != contracts.TypeOf(d.Subject) {
+		return fmt.Errorf("%w: %s has type %q, this consumer reads %q", ErrInvalidEvent, d.Subject, d.Type, contracts.TypeOf(d.Subject))
+	}
+	var ev contracts.ChargeConfirmed
+	if err := decode(d, &ev); err != nil {
+		return err
+	}
+	hold := func(checkoutID *uuid.UUID, reason string) error {
+		e.log.Error("recon confirmation quarantined", "checkout_id", ev.CheckoutID, "reason", reason, "msg_id", d.MsgID)
+		return quarantine(ctx, tx, "recon", d.MsgID.String(), checkoutID, reason, json.RawMessage(d.Payload))
+	}
+	id, err := uuid.Parse(ev.CheckoutID)
+	if err != nil {
+		return hold(nil, fmt.Sprintf("checkout id %q is not a UUID", ev.CheckoutID))
+	}
+	r := pspReport{CheckoutID: id, PSPPaymentID: ev.PSPPaymentID, PSPStatus: ev.PSPStatus, AmountMinor: ev.AmountMinor,
+		Currency: ev.Currency, Cause: "recon:" + ev.SettlementDate}
+	outcome, reason, err := applyPSPReport(ctx, tx, e.store, r, e.now())
+	if errors.Is(err, errCheckoutNotFound) {
+		return hold(nil, "no such checkout: "+id.String())
+	}
+	if err != nil {
+		return err
+	}
+	if outcome == outcomeQuarantined {
+		return hold(&id, reason)
+	}
+	return nil
 }
 
 // handleRegistration applies executor's report of the PSP's answer:
@@ -156,10 +196,19 @@ WHERE payment.seller_balances.version < EXCLUDED.version`,
 		sellerID, ev.Currency, merchantID, ev.PendingMinor, ev.AvailableMinor, ev.PaidOutMinor, ev.Version, e.now()); err != nil {
 		return fmt.Errorf("payment: seller balance projection: %w", err)
 	}
-	if ev.Cause != contracts.CauseOrderSucceeded || ev.PaymentOrderID == "" {
+	// Only the credit of a captured order completes it; fulfilments,
+	// refunds and payouts change the balance (above) and nothing else.
+	if ev.Cause != contracts.CauseOrderSucceeded {
 		return nil
 	}
-	orderID, err := parseID(d, "payment_order_id", ev.PaymentOrderID)
+	ref := ev.PaymentOrderID
+	if ref == "" {
+		ref = ev.Ref // the order id under its newer name
+	}
+	if ref == "" {
+		return fmt.Errorf("%w: %s %s: %s without a payment order id", ErrInvalidEvent, d.Subject, d.MsgID, ev.Cause)
+	}
+	orderID, err := parseID(d, "payment_order_id", ref)
 	if err != nil {
 		return err
 	}

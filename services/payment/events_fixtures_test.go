@@ -125,7 +125,8 @@ func (f *fixture) count(sql string, args ...any) int {
 // assertMonotonic checks every recorded transition moved forward (I10).
 func (f *fixture) assertMonotonic() {
 	f.t.Helper()
-	rows, err := f.pool.Query(context.Background(), `SELECT from_status, to_status FROM payment.status_transitions`)
+	rows, err := f.pool.Query(context.Background(), `SELECT from_status, to_status FROM payment.status_transitions
+WHERE object_type IN ('checkout', 'payment_order')`)
 	if err != nil {
 		f.t.Fatal(err)
 	}

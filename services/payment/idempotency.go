@@ -111,13 +111,28 @@ type txWork func(ctx context.Context, tx pgx.Tx, m merchantCtx, body []byte) (in
 // idempotent turns work into a handler that enforces the Idempotency-Key
 // contract and the POST preconditions.
 func (s *Service) idempotent(work txWork) handlerFunc {
+	return s.idempotentWith(func(*http.Request) txWork { return work }, false)
+}
+
+// idempotentAction is idempotent for actions on the object named by the
+// path's {id} (fulfil, refund): work is built from the request, and a
+// request without a body (no Content-Type, no bytes) is accepted as well as
+// a JSON one, since every field of an action is optional. The path is part
+// of the fingerprint, so one key cannot act on two objects.
+func (s *Service) idempotentAction(work func(id string) txWork) handlerFunc {
+	return s.idempotentWith(func(r *http.Request) txWork { return work(r.PathValue("id")) }, true)
+}
+
+func (s *Service) idempotentWith(workFor func(*http.Request) txWork, bodyOptional bool) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if r.URL.RawQuery != "" {
 			return errorf(CodeInvalidParameter, "POST requests take no query parameters")
 		}
-		if err := requireJSON(r); err != nil {
+		noBody := r.ContentLength == 0 && len(r.Header.Values("Content-Type")) == 0
+		if err := requireJSON(r); err != nil && !(bodyOptional && noBody) {
 			return err
 		}
+		work := workFor(r)
 		key, kerr := idempotencyKey(r)
 		if kerr != nil {
 			return kerr

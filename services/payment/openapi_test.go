@@ -38,6 +38,8 @@ func TestOpenAPIMatchesTheCode(t *testing.T) {
 	for _, route := range [][2]string{
 		{"post", "/v1/sellers"}, {"get", "/v1/sellers/{id}"}, {"post", "/v1/checkouts"}, {"get", "/v1/checkouts"},
 		{"get", "/v1/checkouts/{id}"}, {"get", "/v1/payment_orders/{id}"}, {"post", "/v1/psp/webhooks"},
+		{"post", "/v1/payment_orders/{id}/fulfil"}, {"post", "/v1/payment_orders/{id}/refunds"},
+		{"get", "/v1/payment_orders/{id}/refunds"}, {"get", "/v1/refunds/{id}"}, {"get", "/v1/payouts"}, {"get", "/v1/payouts/{id}"},
 	} {
 		if _, ok := doc.Paths[route[1]][route[0]]; !ok {
 			t.Errorf("%s %s is not described", route[0], route[1])
@@ -55,7 +57,8 @@ func TestOpenAPIMatchesTheCode(t *testing.T) {
 	}
 	fieldCodes := doc.Components.Schemas["FieldError"].Properties["code"].Enum
 	for _, c := range []string{payment.FieldAmountNotInteger, payment.FieldCurrencyNotUpperCase, payment.FieldReturnURLHostNotAllowed,
-		payment.FieldSellerNotFound, payment.FieldStartingAfterNotFound, payment.FieldDuplicateField, payment.FieldTotalTooLarge} {
+		payment.FieldSellerNotFound, payment.FieldStartingAfterNotFound, payment.FieldDuplicateField, payment.FieldTotalTooLarge,
+		payment.FieldInvalidEnum, payment.FieldInvalidTimestamp} {
 		if !slices.Contains(fieldCodes, c) {
 			t.Errorf("field code %s is not documented", c)
 		}

@@ -29,6 +29,9 @@ const (
 	CodeIdempotencyKeyInvalid Code = "idempotency_key_invalid"
 	CodeIdempotencyKeyInUse   Code = "idempotency_key_in_use"
 	CodeIdempotencyKeyReused  Code = "idempotency_key_reused"
+	CodeOrderNotFulfillable   Code = "order_not_fulfillable"
+	CodeOrderNotRefundable    Code = "order_not_refundable"
+	CodeRefundExceedsCaptured Code = "refund_exceeds_captured"
 	CodeWebhookSignature      Code = "webhook_signature_invalid"
 	CodeWebhookMalformed      Code = "webhook_malformed"
 	CodeServiceUnavailable    Code = "service_unavailable"
@@ -59,6 +62,12 @@ var problems = map[Code]problemKind{
 	CodeIdempotencyKeyInvalid: {http.StatusBadRequest, "Idempotency-Key header invalid"},
 	CodeIdempotencyKeyInUse:   {http.StatusTooManyRequests, "Idempotency-Key in use"},
 	CodeIdempotencyKeyReused:  {http.StatusUnprocessableEntity, "Idempotency-Key reused"},
+	// The order's state forbids the request now; the detail says why (its
+	// status, what is still refundable). Stored like any 4xx: a retry with
+	// the same key gets the same answer, a new key asks again.
+	CodeOrderNotFulfillable:   {http.StatusConflict, "Payment order not fulfillable"},
+	CodeOrderNotRefundable:    {http.StatusConflict, "Payment order not refundable"},
+	CodeRefundExceedsCaptured: {http.StatusConflict, "Refund exceeds the refundable amount"},
 	CodeWebhookSignature:      {http.StatusBadRequest, "Webhook signature invalid"},
 	CodeWebhookMalformed:      {http.StatusBadRequest, "Webhook body malformed"},
 	CodeServiceUnavailable:    {http.StatusServiceUnavailable, "Service unavailable"},
@@ -102,6 +111,8 @@ const (
 	FieldDuplicateParameter      = "duplicate_parameter"
 	FieldOutOfRange              = "out_of_range"
 	FieldStartingAfterNotFound   = "starting_after_not_found"
+	FieldInvalidEnum             = "invalid_enum"
+	FieldInvalidTimestamp        = "invalid_timestamp"
 )
 
 // FieldError is one entry of a problem's "errors" member.

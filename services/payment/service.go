@@ -68,8 +68,10 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Service, error) {
 }
 
 // Consumers are the payment service's durable consumers: executor's reports
-// of the PSP's answers, and the ledger's and wallet's confirmations that
-// complete orders.
+// of the PSP's answers to checkouts and refunds, the ledger's and wallet's
+// confirmations that complete orders, the payout service's changes (the
+// GET /v1/payouts projection) and the reconciler's confirmed charges. The
+// binary runs them on an outbox.Runner with Store.
 func (s *Service) Consumers() []outbox.ConsumerSpec { return s.events.consumers() }
 
 // webhook receives PSP webhooks (not authenticated by API key: by signature).
