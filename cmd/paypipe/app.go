@@ -194,7 +194,7 @@ func (a *app) Start(ctx context.Context) (err error) {
 
 	d := deps{pool: a.pool, log: a.log, cfg: cfg, reg: a.reg, webhookSecrets: cfg.PSPWebhookSecrets, executorCfg: a.opts.executor}
 	if a.wantsEmbeddedPSP() {
-		if a.sim, err = startEmbeddedPSP(a.pool, a.log, cfg.PSPSimAddr, "http://"+a.http.Addr()+"/v1/psp/webhooks"); err != nil {
+		if a.sim, err = startEmbeddedPSP(a.pool, a.log, cfg, "http://"+a.http.Addr()+"/v1/psp/webhooks"); err != nil {
 			return err
 		}
 		a.goLoop("pspsim", a.sim.sim.Run)
@@ -206,6 +206,7 @@ func (a *app) Start(ctx context.Context) (err error) {
 
 	var runners []*outbox.Runner
 	var handler http.Handler
+	routes := map[string]http.Handler{}
 	for _, s := range a.opts.services {
 		relay, err := outbox.NewRelay(outbox.RelayConfig{
 			Store: s.store(), Pool: a.pool, Conn: a.nc,
@@ -243,6 +244,12 @@ func (a *app) Start(ctx context.Context) (err error) {
 			}
 			handler = inst.handler
 		}
+		for pattern, h := range inst.routes {
+			if _, dup := routes[pattern]; dup {
+				return fmt.Errorf("service %s: route %q is served twice", s.name, pattern)
+			}
+			routes[pattern] = h
+		}
 		if len(inst.consumers) == 0 {
 			continue
 		}
@@ -272,7 +279,7 @@ func (a *app) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	a.api.set(a.routes(handler, demo))
+	a.api.set(a.routes(handler, routes, demo))
 	a.log.Info("paypipe started", "services", serviceNames(a.opts.services), "nats", a.natsURL(),
 		"embedded_nats", a.ns != nil, "relay_mode", cfg.RelayMode.String(), "http", a.http.Addr())
 	return nil

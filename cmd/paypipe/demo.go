@@ -131,6 +131,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 	defer cancel()
 
 	cfg.DataDir = filepath.Join(cfg.DataDir, "demo-"+time.Now().UTC().Format("20060102T150405.000Z"))
+	cfg.ReconReportDir = filepath.Join(cfg.DataDir, "recon")
 	if !o.keepData {
 		defer func() {
 			if rerr := os.RemoveAll(cfg.DataDir); rerr != nil {

@@ -298,7 +298,7 @@ func awaitVerified(t *testing.T, a *app) verify.Report {
 func assertEventsValid(t *testing.T, a *app) {
 	t.Helper()
 	n := 0
-	for _, schema := range []string{"payment", "executor", "ledger", "wallet"} {
+	for _, schema := range []string{"payment", "executor", "ledger", "wallet", "payout", "recon"} {
 		rows, err := a.pool.Query(context.Background(), `SELECT headers->>'ce-type', payload FROM `+schema+`.outbox`)
 		if err != nil {
 			t.Fatal(err)

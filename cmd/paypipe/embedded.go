@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/paypipe/paypipe/internal/config"
 	"github.com/paypipe/paypipe/internal/shop"
 	"github.com/paypipe/paypipe/services/psp"
 	"github.com/paypipe/paypipe/services/pspsim"
@@ -39,7 +40,8 @@ func randomToken(prefix string) (string, error) {
 	return prefix + base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-func startEmbeddedPSP(pool *pgxpool.Pool, log *slog.Logger, addr, webhookURL string) (*embeddedPSP, error) {
+func startEmbeddedPSP(pool *pgxpool.Pool, log *slog.Logger, cfg config.Config, webhookURL string) (*embeddedPSP, error) {
+	addr := cfg.PSPSimAddr
 	e := &embeddedPSP{}
 	var err error
 	for _, t := range []struct {
@@ -58,6 +60,9 @@ func startEmbeddedPSP(pool *pgxpool.Pool, log *slog.Logger, addr, webhookURL str
 	e.sim, err = pspsim.New(pspsim.Config{
 		APIKey: e.apiKey, AdminKey: e.adminKey, PublicURL: e.url,
 		WebhookURL: webhookURL, WebhookSecrets: []string{e.webhookSecret},
+		// The simulator charges the fee the reconciler expects: the
+		// contract both sides read from PAYPIPE_PSP_FEE_BPS.
+		FeeBPS: int(cfg.PSPFeeBPS), NoFee: cfg.PSPFeeBPS == 0,
 	}, pool, log.With("component", "pspsim"))
 	if err != nil {
 		ln.Close()
@@ -99,7 +104,7 @@ func (a *app) wantsEmbeddedPSP() bool {
 	return false
 }
 
-func (a *app) pspClient() (psp.Client, error) {
+func (a *app) pspClient() (psp.Full, error) {
 	cfg := a.opts.cfg
 	base, key := cfg.PSPURL, cfg.PSPAPIKey
 	if a.sim != nil {
@@ -132,10 +137,13 @@ func (l *lazyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // routes is the application's HTTP surface: the services' API (if this
 // process runs one) and nothing else; unknown paths are 404.
-func (a *app) routes(api, demo http.Handler) http.Handler {
+func (a *app) routes(api http.Handler, routes map[string]http.Handler, demo http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	if api != nil {
 		mux.Handle("/v1/", api)
+	}
+	for pattern, h := range routes {
+		mux.Handle(pattern, h)
 	}
 	if demo != nil {
 		mux.Handle("/demo", demo)

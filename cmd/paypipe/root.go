@@ -40,6 +40,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "paypipe: %v\n", err)
+		var ec exitCodeError
+		if errors.As(err, &ec) {
+			return ec.code
+		}
 		var ue usageError
 		if errors.As(err, &ue) {
 			return exitUsage
@@ -78,7 +82,7 @@ PAYPIPE_*); see internal/config. Start with:
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCmd(e), newMigrateCmd(e), newOutboxCmd(e), newDLQCmd(e), newDemoCmd(e), newMerchantsCmd(e), newPSPSimCmd(e), newVerifyCmd(e))
+	root.AddCommand(newServeCmd(e), newMigrateCmd(e), newOutboxCmd(e), newDLQCmd(e), newDemoCmd(e), newMerchantsCmd(e), newPSPSimCmd(e), newVerifyCmd(e), newPayoutCmd(e), newReconCmd(e))
 	return root
 }
 

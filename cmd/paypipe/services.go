@@ -15,6 +15,8 @@ import (
 	"github.com/paypipe/paypipe/services/executor"
 	"github.com/paypipe/paypipe/services/ledger"
 	"github.com/paypipe/paypipe/services/payment"
+	"github.com/paypipe/paypipe/services/payout"
+	"github.com/paypipe/paypipe/services/reconciler"
 	"github.com/paypipe/paypipe/services/psp"
 	"github.com/paypipe/paypipe/services/wallet"
 )
@@ -26,7 +28,7 @@ type deps struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 	cfg  config.Config
-	psp  psp.Client
+	psp  psp.Full
 	reg  prometheus.Registerer
 	// wakeRelay hints the service's own relay that rows were committed.
 	wakeRelay func()
@@ -42,6 +44,10 @@ type instance struct {
 	consumers []outbox.ConsumerSpec
 	run       func(context.Context) error
 	handler   http.Handler
+	// routes are HTTP handlers for single patterns (e.g. "POST
+	// /v1/psp/payout_webhooks"), mounted next to handler, which takes the
+	// rest of /v1/.
+	routes map[string]http.Handler
 }
 
 // service is what the binary needs to know to run one service: its schema
@@ -76,6 +82,27 @@ func registry() []service {
 				return instance{}, err
 			}
 			return instance{consumers: ex.Consumers(), run: ex.Run}, nil
+		}},
+		{name: "payout", schema: payout.Schema(), needsPSP: true, build: func(d deps) (instance, error) {
+			svc, err := payout.New(payout.Config{
+				Schedule: d.cfg.PayoutSchedule, WebhookSecrets: d.webhookSecrets,
+				WakeRelay: d.wakeRelay, Registerer: d.reg,
+			}, d.pool, d.psp, d.log)
+			if err != nil {
+				return instance{}, err
+			}
+			return instance{consumers: svc.Consumers(), run: svc.Run,
+				routes: map[string]http.Handler{"POST " + payout.WebhookPath: svc.Handler()}}, nil
+		}},
+		{name: "reconciler", schema: reconciler.Schema(), needsPSP: true, build: func(d deps) (instance, error) {
+			r, err := reconciler.New(reconciler.Config{
+				PSPFeeBPS: int(d.cfg.PSPFeeBPS), GraceDays: d.cfg.ReconGraceDays,
+				ReportDir: d.cfg.ReconReportDir, RunAt: d.cfg.ReconAt, Registerer: d.reg,
+			}, d.pool, d.psp, d.psp, d.log)
+			if err != nil {
+				return instance{}, err
+			}
+			return instance{consumers: r.Consumers(), run: r.Nightly}, nil
 		}},
 		{name: "ledger", schema: ledger.Schema(), build: func(d deps) (instance, error) {
 			return instance{consumers: ledger.Consumers(ledger.WithLogger(d.log))}, nil

@@ -25,6 +25,11 @@
 //	| PAYPIPE_PSP_API_KEY       | (required with PAYPIPE_PSP_URL) | paypipe's API key at the PSP. |
 //	| PAYPIPE_PSP_WEBHOOK_SECRETS | (required with PAYPIPE_PSP_URL) | Comma-separated secrets that verify PSP-Signature (two during a rotation), at least 16 characters each. |
 //	| PAYPIPE_PSPSIM_ADDR       | 127.0.0.1:8090                 | Listen address of the embedded PSP simulator (hosted payment pages are served there). |
+//	| PAYPIPE_PSP_FEE_BPS       | 290                            | The PSP's contracted processing fee per charge in basis points (2.90 %): what the reconciler checks every settlement line's fee against, and what the embedded simulator charges. |
+//	| PAYPIPE_PAYOUT_SCHEDULE   | daily@02:00                    | When sellers are paid out: `daily@HH:MM` (UTC), an interval such as `6h`, or `off` (only `paypipe payout run`). |
+//	| PAYPIPE_RECON_AT          | 02:30                          | UTC time of the nightly reconciliation of the previous day's settlement file, or `off` (only `paypipe recon run`). |
+//	| PAYPIPE_RECON_GRACE_DAYS  | 1                              | Days a movement in the ledger may be missing from the settlement files (carried over, rechecked each night) before it is a finance mismatch. |
+//	| PAYPIPE_RECON_REPORT_DIR  | $PAYPIPE_DATA_DIR/recon        | Where each reconciliation run writes its summary and mismatch list (JSON and CSV). |
 //
 // Durations take Go syntax (90s, 2h30m) plus a whole-day suffix (40d).
 package config
@@ -35,6 +40,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +63,11 @@ const (
 	EnvPSPAPIKey       = "PAYPIPE_PSP_API_KEY"
 	EnvPSPSecrets      = "PAYPIPE_PSP_WEBHOOK_SECRETS"
 	EnvPSPSimAddr      = "PAYPIPE_PSPSIM_ADDR"
+	EnvPSPFeeBPS       = "PAYPIPE_PSP_FEE_BPS"
+	EnvPayoutSchedule  = "PAYPIPE_PAYOUT_SCHEDULE"
+	EnvReconAt         = "PAYPIPE_RECON_AT"
+	EnvReconGraceDays  = "PAYPIPE_RECON_GRACE_DAYS"
+	EnvReconReportDir  = "PAYPIPE_RECON_REPORT_DIR"
 )
 
 // Defaults and limits.
@@ -66,6 +77,10 @@ const (
 	DefaultPSPSimAddr      = "127.0.0.1:8090"
 	DefaultOutboxRetention = 24 * time.Hour
 	DefaultDuplicateWindow = 30 * time.Minute
+	DefaultPSPFeeBPS       = 290
+	DefaultPayoutSchedule  = "daily@02:00"
+	DefaultReconAt         = "02:30"
+	DefaultReconGraceDays  = 1
 
 	// StreamMaxAge and DLQMaxAge mirror contracts' stream defaults: the
 	// longest a message can stay redeliverable, and the longest a dead
@@ -103,6 +118,15 @@ type Config struct {
 	PSPAPIKey         string
 	PSPWebhookSecrets []string
 	PSPSimAddr        string
+	// PSPFeeBPS is the PSP's contracted fee per charge, in basis points.
+	PSPFeeBPS int64
+	// PayoutSchedule and ReconAt are checked by the payout and reconciler
+	// services, which own their syntax; "off" disables either loop.
+	PayoutSchedule string
+	ReconAt        string
+	ReconGraceDays int
+	// ReconReportDir defaults to DataDir/recon.
+	ReconReportDir string
 }
 
 // EmbeddedPSP reports whether paypipe runs the PSP simulator itself.
@@ -127,6 +151,10 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		PSPURL:          get(EnvPSPURL),
 		PSPAPIKey:       get(EnvPSPAPIKey),
 		PSPSimAddr:      DefaultPSPSimAddr,
+		PSPFeeBPS:       DefaultPSPFeeBPS,
+		PayoutSchedule:  DefaultPayoutSchedule,
+		ReconAt:         DefaultReconAt,
+		ReconGraceDays:  DefaultReconGraceDays,
 	}
 	var errs []error
 	bad := func(k, v, why string) { errs = append(errs, fmt.Errorf("%s=%q: %s", k, v, why)) }
@@ -219,6 +247,40 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		if len(c.PSPWebhookSecrets) == 0 {
 			bad(EnvPSPSecrets, "", "required when "+EnvPSPURL+" is set")
 		}
+	}
+	ints := []struct {
+		key      string
+		dst      *int64
+		min, max int64
+	}{
+		{EnvPSPFeeBPS, &c.PSPFeeBPS, 0, 10000},
+	}
+	for _, n := range ints {
+		if v := get(n.key); v != "" {
+			i, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || i < n.min || i > n.max {
+				bad(n.key, v, fmt.Sprintf("want a whole number from %d to %d", n.min, n.max))
+				continue
+			}
+			*n.dst = i
+		}
+	}
+	if v := get(EnvReconGraceDays); v != "" {
+		if i, err := strconv.Atoi(v); err != nil || i < 0 || i > 30 {
+			bad(EnvReconGraceDays, v, "want a whole number of days from 0 to 30")
+		} else {
+			c.ReconGraceDays = i
+		}
+	}
+	if v := get(EnvPayoutSchedule); v != "" {
+		c.PayoutSchedule = v
+	}
+	if v := get(EnvReconAt); v != "" {
+		c.ReconAt = v
+	}
+	c.ReconReportDir = filepath.Join(c.DataDir, "recon")
+	if v := get(EnvReconReportDir); v != "" {
+		c.ReconReportDir = v
 	}
 	if v := get(EnvLogLevel); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

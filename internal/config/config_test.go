@@ -34,6 +34,11 @@ func TestDefaults(t *testing.T) {
 		DuplicateWindow: 30 * time.Minute,
 		LogLevel:        slog.LevelInfo,
 		PSPSimAddr:      "127.0.0.1:8090",
+		PSPFeeBPS:       290,
+		PayoutSchedule:  "daily@02:00",
+		ReconAt:         "02:30",
+		ReconGraceDays:  1,
+		ReconReportDir:  ".data/recon",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
@@ -71,9 +76,17 @@ func TestValues(t *testing.T) {
 		EnvInboxRetention, "60d",
 		EnvDuplicateWindow, " 1h ",
 		EnvLogLevel, "warn",
+		EnvPSPFeeBPS, "150",
+		EnvPayoutSchedule, "6h",
+		EnvReconAt, "off",
+		EnvReconGraceDays, "3",
 	))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.PSPFeeBPS != 150 || c.PayoutSchedule != "6h" || c.ReconAt != "off" || c.ReconGraceDays != 3 ||
+		c.ReconReportDir != "/var/lib/paypipe/recon" {
+		t.Fatalf("pay-out settings: got %+v", c)
 	}
 	if c.DataDir != "/var/lib/paypipe" || c.HTTPAddr != ":0" || c.RelayMode != outbox.PublishAsync ||
 		c.OutboxRetention != 2*time.Hour || c.InboxRetention != 60*24*time.Hour ||
@@ -98,6 +111,9 @@ func TestBadValues(t *testing.T) {
 		{EnvDuplicateWindow, "8d", "at most 7d"},
 		{EnvDuplicateWindow, "0s", "at least 1s"},
 		{EnvLogLevel, "loud", "debug, info, warn or error"},
+		{EnvPSPFeeBPS, "10001", "from 0 to 10000"},
+		{EnvPSPFeeBPS, "2.9", "whole number"},
+		{EnvReconGraceDays, "-1", "from 0 to 30"},
 	} {
 		_, err := FromEnv(env(tc.key, tc.val))
 		if err == nil {

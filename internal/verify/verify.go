@@ -120,7 +120,9 @@ WHERE status = 'succeeded' AND updated_at < now() - $1::interval ORDER BY id LIM
   SELECT 'payment' AS schema, created_at FROM payment.outbox WHERE published_at IS NULL
   UNION ALL SELECT 'ledger', created_at FROM ledger.outbox WHERE published_at IS NULL
   UNION ALL SELECT 'wallet', created_at FROM wallet.outbox WHERE published_at IS NULL
-  UNION ALL SELECT 'executor', created_at FROM executor.outbox WHERE published_at IS NULL) p
+  UNION ALL SELECT 'executor', created_at FROM executor.outbox WHERE published_at IS NULL
+  UNION ALL SELECT 'payout', created_at FROM payout.outbox WHERE published_at IS NULL
+  UNION ALL SELECT 'recon', created_at FROM recon.outbox WHERE published_at IS NULL) p
 WHERE created_at < now() - $1::interval GROUP BY schema LIMIT $2`, []any{o.Grace, o.Limit}},
 		{"I6 no effect applied twice", "ledger entries of failed or unknown orders",
 			`SELECT e.external_id, 'entry for an order that is ' || coalesce(o.status, 'unknown') FROM ledger.journal_entries e
@@ -133,11 +135,38 @@ JOIN ledger.postings p ON p.entry_id = e.id AND p.account = 'psp_receivable' AND
 GROUP BY o.id, o.amount_minor, o.currency HAVING sum(p.amount_minor) <> o.amount_minor LIMIT $1`, []any{o.Limit}},
 		{"I10 monotonic state", "status transitions that went backwards",
 			`SELECT object_id::text, from_status || ' -> ' || to_status || ' (' || cause || ')' FROM payment.status_transitions
-WHERE NOT (from_status = '' AND to_status = 'created') AND NOT (
+WHERE (object_type <> 'refund' AND NOT (from_status = '' AND to_status = 'created') AND NOT (
   (from_status = 'created' AND to_status IN ('requires_action', 'processing', 'succeeded', 'failed')) OR
   (from_status = 'requires_action' AND to_status IN ('processing', 'succeeded', 'failed')) OR
   (from_status = 'processing' AND to_status IN ('succeeded', 'failed')) OR
-  (from_status = 'succeeded' AND to_status = 'completed')) LIMIT $1`, []any{o.Limit}},
+  (from_status = 'succeeded' AND to_status = 'completed')))
+OR (object_type = 'refund' AND NOT (
+  (from_status = '' AND to_status = 'pending') OR (from_status = 'pending' AND to_status IN ('succeeded', 'failed'))))
+LIMIT $1`, []any{o.Limit}},
+		{"I10 monotonic state", "payout transitions that went backwards",
+			`SELECT payout_id::text, coalesce(from_status, '') || ' -> ' || to_status FROM payout.transitions
+WHERE NOT ((coalesce(from_status, '') = '' AND to_status = 'requested') OR
+  (from_status = 'requested' AND to_status IN ('created', 'canceled')) OR
+  (from_status = 'created' AND to_status IN ('sent', 'paid', 'failed')) OR
+  (from_status = 'sent' AND to_status IN ('paid', 'failed'))) LIMIT $1`, []any{o.Limit}},
+		{"I6 no effect applied twice", "orders refunded beyond their captured amount",
+			`SELECT o.id::text, format('captured %s %s, refunds pending or succeeded %s', o.amount_minor, o.currency, sum(r.amount_minor))
+FROM payment.payment_orders o JOIN payment.refunds r ON r.payment_order_id = o.id AND r.status <> 'failed'
+GROUP BY o.id, o.amount_minor, o.currency HAVING sum(r.amount_minor) > o.amount_minor LIMIT $1`, []any{o.Limit}},
+		{"I9 payout safety", "payouts whose amount differs from what the wallet reserved for them",
+			`SELECT p.id::text, format('payout %s %s, wallet reserved %s', p.amount_minor, p.currency, -c.delta_available)
+FROM payout.payouts p JOIN wallet.changes c ON c.cause = 'payout_reserved' AND c.ref = p.id::text
+WHERE p.status IN ('created', 'sent', 'paid', 'failed') AND p.amount_minor <> -c.delta_available LIMIT $1`, []any{o.Limit}},
+		{"I9 payout safety", "wallet reservations without a payout after the grace period",
+			`SELECT c.ref, format('reserved %s %s for seller %s', -c.delta_available, c.currency, c.seller_id)
+FROM wallet.changes c LEFT JOIN payout.payouts p ON p.id::text = c.ref AND p.status IN ('created', 'sent', 'paid', 'failed')
+WHERE c.cause = 'payout_reserved' AND p.id IS NULL AND c.at < now() - $1::interval LIMIT $2`, []any{o.Grace, o.Limit}},
+		{"I9 payout safety", "finished payouts still in transit in the ledger after the grace period",
+			`SELECT p.id::text, format('%s payout, payout_in_transit %s', p.status, sum(CASE WHEN po.direction = 'credit' THEN po.amount_minor ELSE -po.amount_minor END))
+FROM payout.payouts p JOIN ledger.journal_entries e ON e.external_id IN ('payout_initiated:' || p.id, 'payout_paid:' || p.id, 'payout_returned:' || p.id)
+JOIN ledger.postings po ON po.entry_id = e.id AND po.account = 'payout_in_transit'
+WHERE p.status IN ('paid', 'failed') AND p.updated_at < now() - $1::interval
+GROUP BY p.id, p.status HAVING sum(CASE WHEN po.direction = 'credit' THEN po.amount_minor ELSE -po.amount_minor END) <> 0 LIMIT $2`, []any{o.Grace, o.Limit}},
 	}
 	for _, q := range queries {
 		r.Checks = append(r.Checks, q.inv+": "+q.desc)

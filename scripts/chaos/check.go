@@ -24,7 +24,7 @@ import (
 var serviceSchemas = []string{"payment", "executor", "ledger", "wallet"}
 
 // eventStreams carry paypipe's events (the DLQ and advisories aside).
-var eventStreams = []string{contracts.StreamPayments, contracts.StreamLedger, contracts.StreamWallet}
+var eventStreams = []string{contracts.StreamPayments, contracts.StreamLedger, contracts.StreamWallet, contracts.StreamPayouts, contracts.StreamRecon}
 
 // quietness is one look at whether the pipeline has settled.
 type quietness struct {

@@ -30,8 +30,8 @@ import (
 // (sync_interval always), the PSP simulator, and paypipe split in two
 // processes that are killed independently:
 //
-//	A = paypipe serve payment executor   (the API, the PSP caller, their relays)
-//	B = paypipe serve ledger wallet      (the money consumers and their relays)
+//	A = paypipe serve payment executor payout   (the API, the PSP callers, their relays)
+//	B = paypipe serve ledger wallet reconciler  (the money consumers and their relays)
 //
 // Ports are picked once and kept across restarts, so clients, the
 // simulator's webhook URL and the relays' NATS URL stay valid.
@@ -151,12 +151,14 @@ func newCluster(ctx context.Context, cfg Config, log *slog.Logger) (*cluster, er
 		return append(append([]string{}, common...), "NATS_URL="+c.natsURL, "PAYPIPE_RELAY_MODE=atomic-batch",
 			"PAYPIPE_HTTP_ADDR="+strings.TrimPrefix(addr, "http://"), "PAYPIPE_DATA_DIR="+filepath.Join(c.base, data))
 	}
-	c.a = &proc{name: "A (payment executor)", path: c.paypipe, args: []string{"serve", "payment", "executor"}, logPath: logf("a"), log: log,
+	c.a = &proc{name: "A (payment executor payout)", path: c.paypipe, args: []string{"serve", "payment", "executor", "payout"}, logPath: logf("a"), log: log,
 		env: append(serveEnv(c.apiURL, "data-a"), "PAYPIPE_PSP_URL="+c.pspURL, "PAYPIPE_PSP_API_KEY="+c.apiKey,
 			"PAYPIPE_PSP_WEBHOOK_SECRETS="+c.secret),
 		ready: func(ctx context.Context) error { return c.httpOK(ctx, c.apiURL+"/readyz") }}
-	c.b = &proc{name: "B (ledger wallet)", path: c.paypipe, args: []string{"serve", "ledger", "wallet"}, logPath: logf("b"), log: log,
-		env:   serveEnv(c.bURL, "data-b"),
+	c.b = &proc{name: "B (ledger wallet reconciler)", path: c.paypipe, args: []string{"serve", "ledger", "wallet", "reconciler"}, logPath: logf("b"), log: log,
+		// The reconciler asks the PSP about charges the ledger lacks.
+		env: append(serveEnv(c.bURL, "data-b"), "PAYPIPE_PSP_URL="+c.pspURL, "PAYPIPE_PSP_API_KEY="+c.apiKey,
+			"PAYPIPE_PSP_WEBHOOK_SECRETS="+c.secret),
 		ready: func(ctx context.Context) error { return c.httpOK(ctx, c.bURL+"/readyz") }}
 	c.procs = []*proc{c.nats, c.psp, c.a, c.b}
 	c.scrapes = newScraper(c)

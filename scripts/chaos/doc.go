@@ -19,8 +19,8 @@
 //     store and sync_interval always, killed with SIGKILL and restarted on
 //     the same store and port;
 //   - `paypipe pspsim`, whose faults are switched through POST /admin/faults;
-//   - process A, `paypipe serve payment executor` (the API, the PSP caller and
-//     their relays), and process B, `paypipe serve ledger wallet` (the money
+//   - process A, `paypipe serve payment executor payout` (the API, the PSP callers and
+//     their relays), and process B, `paypipe serve ledger wallet reconciler` (the money
 //     consumers and their relays), each with its own HTTP port and data dir.
 //
 // A supervisor restarts a child that exits on its own (a paypipe process

@@ -2,8 +2,11 @@
 // each payments.checkout.created it creates (hosted) or charges (direct) one
 // PSP payment, exactly once per checkout, whatever fails, and reports the
 // PSP's answer as payments.checkout.registered, .rejected or, later,
-// .resolved. It owns the PostgreSQL schema "executor" (executor.attempts,
-// plus its outbox and inbox) and talks to the PSP only through psp.Client.
+// .resolved; and it sends refunds (payments.refund.created) to the PSP and
+// reports the answer (payments.refund.reported). It owns the PostgreSQL
+// schema "executor" (executor.attempts, executor.refunds, plus its outbox
+// and inbox) and talks to the PSP only through PSP (psp.Client and
+// psp.RefundClient).
 //
 // # Atomic phases
 //
@@ -74,9 +77,25 @@
 // They report the PSP's answer as it gave it: amount and currency as the PSP
 // reported them, so payment can compare them with what it asked for.
 //
+// # Refunds
+//
+// The executor-refunds consumer records each payments.refund.created as a
+// pending row of executor.refunds in the inbox transaction (the refund id
+// is the primary key: a re-send changes nothing). The refunder claims due
+// rows under a lease, exactly as the registrar does, and calls
+// CreateRefund with IdempotencyKey = MerchantReference = the refund id,
+// every retry first looking the refund up (FindRefundByReference), so one
+// refund id is at most one refund at the PSP. The PSP's answer is reported
+// as payments.refund.reported (contracts.RefundReported) in the
+// transaction that records it: succeeded or failed is final; pending is
+// reported and then polled with GetRefund until final (reported again,
+// version 2) or until ResolveHorizon (then stuck); a definite refusal of
+// the create is reported failed with the PSP's code; an unknown outcome is
+// retried per Retry until GiveUpAfter, then stuck, never failed.
+//
 // # Loops
 //
-// Run runs two loops shaped like the outbox relay: a Config with defaults
+// Run runs three loops (registrar, resolver, refunder) shaped like the outbox relay: a Config with defaults
 // and validation, bounded claims (BatchSize), bounded PSP concurrency
 // (Concurrency), a per-call timeout (CallTimeout), a poll interval, a wake
 // channel (the consumer's hint; it may arrive before the inbox transaction

@@ -18,7 +18,6 @@ import (
 	"github.com/paypipe/paypipe/internal/migrate"
 	"github.com/paypipe/paypipe/outbox"
 	"github.com/paypipe/paypipe/outbox/retry"
-	"github.com/paypipe/paypipe/services/psp"
 )
 
 // Store is the executor schema's outbox and inbox. Run the executor's
@@ -102,6 +101,7 @@ type Config struct {
 type hooks struct {
 	afterRegistrarPass func()
 	afterResolverPass  func()
+	afterRefunderPass  func()
 }
 
 const (
@@ -181,15 +181,20 @@ func (c Config) withDefaults() (Config, error) {
 type Executor struct {
 	cfg     Config
 	pool    *pgxpool.Pool
-	psp     psp.Client
+	psp     PSP
 	log     *slog.Logger
 	metrics *metrics
 	// wake is the consumer's in-process hint to the registrar.
 	wake chan struct{}
+
+	refundMetrics *refundMetrics
+	// refundWake is the refunds consumer's hint to the refunder.
+	refundWake chan struct{}
 }
 
-// New validates cfg and returns an executor; it starts nothing.
-func New(cfg Config, pool *pgxpool.Pool, client psp.Client, log *slog.Logger) (*Executor, error) {
+// New validates cfg and returns an executor; it starts nothing. client is
+// the PSP's payments and refunds (a psp.Full satisfies PSP).
+func New(cfg Config, pool *pgxpool.Pool, client PSP, log *slog.Logger) (*Executor, error) {
 	if pool == nil || client == nil {
 		return nil, errors.New("executor: New needs a pool and a PSP client")
 	}
@@ -204,19 +209,26 @@ func New(cfg Config, pool *pgxpool.Pool, client psp.Client, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
+	rm, err := newRefundMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	return &Executor{
-		cfg:     cfg,
-		pool:    pool,
-		psp:     client,
-		log:     log.With("component", "executor"),
-		metrics: m,
-		wake:    make(chan struct{}, 1),
+		cfg:           cfg,
+		pool:          pool,
+		psp:           client,
+		log:           log.With("component", "executor"),
+		metrics:       m,
+		wake:          make(chan struct{}, 1),
+		refundMetrics: rm,
+		refundWake:    make(chan struct{}, 1),
 	}, nil
 }
 
-// Consumers returns the executor's consumer: the inbox transaction records
-// each new checkout as a pending attempt. Run it on a Runner whose Store is
-// Store, so the inbox row commits with the attempt it protects.
+// Consumers returns the executor's consumers: the inbox transaction
+// records each new checkout as a pending attempt, and each new refund as a
+// pending refund. Run them on a Runner whose Store is Store, so the inbox
+// row commits with the row it protects.
 func (e *Executor) Consumers() []outbox.ConsumerSpec {
 	return []outbox.ConsumerSpec{{
 		Name:    contracts.ExecutorCheckoutsConsumer,
@@ -225,17 +237,24 @@ func (e *Executor) Consumers() []outbox.ConsumerSpec {
 		// Woken only once the attempt row is visible; the poll is the
 		// path correctness relies on.
 		AfterCommit: func(outbox.Delivery) { e.wakeRegistrar() },
+	}, {
+		Name:        contracts.ExecutorRefundsConsumer,
+		Stream:      contracts.StreamPayments,
+		Handler:     e.handleRefundCreated,
+		AfterCommit: func(outbox.Delivery) { e.wakeRefunder() },
 	}}
 }
 
-// Run runs the registrar and the resolver until ctx ends, then waits for
-// their PSP calls to return (each is bounded by CallTimeout and by ctx).
+// Run runs the registrar, the resolver and the refunder until ctx ends,
+// then waits for their PSP calls to return (each is bounded by CallTimeout
+// and by ctx).
 // Errors of one pass (database down) are logged and retried with a bounded
 // backoff; Run returns nil when ctx ends.
 func (e *Executor) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { e.runRegistrar(ctx) })
 	wg.Go(func() { e.runResolver(ctx) })
+	wg.Go(func() { e.runRefunder(ctx) })
 	wg.Wait()
 	return nil
 }

@@ -29,6 +29,8 @@ type fakePSP struct {
 	gets     map[string]int // per payment id
 	finds    map[string]int // per reference
 	seq      int
+	// refunds is the PSP's refund API (fakerefunds_test.go).
+	refunds *fakeRefunds
 }
 
 type faultKind int
@@ -62,6 +64,7 @@ func newFakePSP() *fakePSP {
 		byKey: map[string]string{}, reqOf: map[string]psp.CreatePaymentRequest{},
 		payments: map[string]psp.Payment{}, byRef: map[string]string{},
 		charges: map[string]int{}, gets: map[string]int{}, finds: map[string]int{},
+		refunds: newFakeRefunds(),
 	}
 }
 
