@@ -20,7 +20,9 @@ import (
 	"github.com/paypipe/paypipe/services/executor"
 	"github.com/paypipe/paypipe/services/ledger"
 	"github.com/paypipe/paypipe/services/payment"
+	"github.com/paypipe/paypipe/services/payout"
 	"github.com/paypipe/paypipe/services/pspsim"
+	"github.com/paypipe/paypipe/services/reconciler"
 	"github.com/paypipe/paypipe/services/wallet"
 )
 
@@ -117,7 +119,8 @@ func TestChaosCI(t *testing.T) {
 // fresh database and make sure the figures see it.
 func TestCheckerCatchesViolations(t *testing.T) {
 	t.Parallel()
-	pool, _ := testenv.Migrated(t, payment.Schema(), executor.Schema(), ledger.Schema(), wallet.Schema())
+	pool, _ := testenv.Migrated(t, payment.Schema(), executor.Schema(), ledger.Schema(), wallet.Schema(),
+		payout.Schema(), reconciler.Schema())
 	ns := testenv.NATS(t)
 	nc := testenv.Connect(t, ns)
 	js, err := jetstream.New(nc)

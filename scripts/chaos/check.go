@@ -21,7 +21,7 @@ import (
 )
 
 // serviceSchemas are the schemas with an outbox and an inbox.
-var serviceSchemas = []string{"payment", "executor", "ledger", "wallet"}
+var serviceSchemas = []string{"payment", "executor", "ledger", "wallet", "payout", "recon"}
 
 // eventStreams carry paypipe's events (the DLQ and advisories aside).
 var eventStreams = []string{contracts.StreamPayments, contracts.StreamLedger, contracts.StreamWallet, contracts.StreamPayouts, contracts.StreamRecon}
