@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,10 +12,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paypipe/paypipe/contracts/money"
 	"github.com/paypipe/paypipe/internal/migrate"
@@ -39,14 +42,18 @@ type Result struct {
 	LinesPerSecond float64 `json:"recon_lines_per_s"`
 	// PeakHeapMB is the largest live Go heap sampled while Run reconciled
 	// (HeapAlloc, every 20 ms, after a GC before the start).
-	PeakHeapMB float64            `json:"peak_heap_mb"`
-	Matched    int64              `json:"matched"`
-	Mismatches int64              `json:"mismatches"`
-	Batches    int64              `json:"batches"`
-	Machine    map[string]any     `json:"machine"`
-	Command    string             `json:"command"`
-	Summary    reconciler.Summary `json:"summary"`
-	Note       string             `json:"note"`
+	PeakHeapMB float64 `json:"peak_heap_mb"`
+	// PhaseMsPerChunk is the mean wall time per chunk of each phase
+	// (paypipe_recon_chunk_phase_seconds), in milliseconds.
+	PhaseMsPerChunk map[string]float64 `json:"phase_ms_per_chunk"`
+	Chunks          int64              `json:"chunks"`
+	Matched         int64              `json:"matched"`
+	Mismatches      int64              `json:"mismatches"`
+	Batches         int64              `json:"batches"`
+	Machine         map[string]any     `json:"machine"`
+	Command         string             `json:"command"`
+	Summary         reconciler.Summary `json:"summary"`
+	Note            string             `json:"note"`
 }
 
 var currencies = []string{"USD", "EUR", "GBP"}
@@ -98,7 +105,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 
-	r, err := reconciler.New(reconciler.Config{ChunkLines: cfg.ChunkLines, SkipWalletCheck: true, RunAt: "off"}, pool, nil, nil, nil)
+	reg := prometheus.NewRegistry()
+	r, err := reconciler.New(reconciler.Config{ChunkLines: cfg.ChunkLines, SkipWalletCheck: true, RunAt: "off", Registerer: reg}, pool, nil, nil, nil)
 	if err != nil {
 		return Result{}, err
 	}
@@ -136,19 +144,87 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if sum.Matched != int64(cfg.Lines) || sum.MismatchTotal != 0 {
 		return Result{}, fmt.Errorf("expected every line matched: %d of %d, %d mismatches", sum.Matched, cfg.Lines, sum.MismatchTotal)
 	}
-	res := Result{Lines: sum.Lines, ChunkLines: cfg.ChunkLines, FileBytes: size, Seconds: elapsed.Seconds(),
+	phases, chunks, err := phaseTimes(reg)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{PhaseMsPerChunk: phases, Chunks: chunks, Lines: sum.Lines, ChunkLines: cfg.ChunkLines, FileBytes: size, Seconds: elapsed.Seconds(),
 		LinesPerSecond: float64(sum.Lines) / elapsed.Seconds(), PeakHeapMB: float64(peak.Load()) / (1 << 20),
 		Matched: sum.Matched, Mismatches: sum.MismatchTotal, Batches: sum.Batches, Summary: sum,
-		Command: fmt.Sprintf("go run ./bench/reconbench -lines %d -chunk %d", cfg.Lines, cfg.ChunkLines),
+		Command: command(cfg),
 		Machine: machine(ctx, pool),
 		Note:    "Reconciler.Run on a file given by path (hashing included, download excluded), every line matched; the database is local PostgreSQL on the same machine."}
 	if cfg.Out != "" {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(cfg.Out, append(b, '\n'), 0o644); err != nil {
+		if err := record(cfg.Out, res); err != nil {
 			return Result{}, err
 		}
 	}
 	return res, nil
+}
+
+// record puts res into the results file's "runs", replacing a run of the
+// same size; the file's other keys are kept. One file thus holds every size
+// measured (memory must not grow with the file).
+func record(path string, res Result) error {
+	doc := map[string]json.RawMessage{}
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	var runs []Result
+	if raw, ok := doc["runs"]; ok {
+		if err := json.Unmarshal(raw, &runs); err != nil {
+			return fmt.Errorf("%s: runs: %w", path, err)
+		}
+	}
+	runs = slices.DeleteFunc(runs, func(r Result) bool { return r.Lines == res.Lines && r.ChunkLines == res.ChunkLines })
+	runs = append(runs, res)
+	slices.SortFunc(runs, func(a, b Result) int { return cmp.Compare(b.Lines, a.Lines) })
+	b, err := json.Marshal(runs)
+	if err != nil {
+		return err
+	}
+	doc["runs"] = b
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(out, '\n'), 0o644)
+}
+
+// phaseTimes reads the mean per-chunk time of each phase from the
+// reconciler's paypipe_recon_chunk_phase_seconds histogram.
+func phaseTimes(reg *prometheus.Registry) (map[string]float64, int64, error) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil, 0, err
+	}
+	out := map[string]float64{}
+	var chunks int64
+	for _, mf := range mfs {
+		if mf.GetName() != "paypipe_recon_chunk_phase_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			n := int64(h.GetSampleCount())
+			if n == 0 {
+				continue
+			}
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "phase" {
+					out[lp.GetValue()] = h.GetSampleSum() / float64(n) * 1000
+					if lp.GetValue() == "read" {
+						chunks = n
+					}
+				}
+			}
+		}
+	}
+	return out, chunks, nil
 }
 
 // writeFile streams a settlement file of n charges to path.
@@ -251,3 +327,11 @@ func splitLines(b []byte) []string {
 }
 
 var _ = io.EOF
+
+func command(cfg Config) string {
+	c := fmt.Sprintf("go run ./bench/reconbench -lines %d -chunk %d", cfg.Lines, cfg.ChunkLines)
+	if cfg.Out != "" {
+		c += " -out " + cfg.Out
+	}
+	return c
+}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sort"
 )
 
 func main() {
@@ -31,5 +32,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "reconbench: %v\n", err)
 		os.Exit(1)
 	}
-	fmt.Printf("recon_lines_per_s=%.0f peak_heap_mb=%.1f lines=%d\n", res.LinesPerSecond, res.PeakHeapMB, res.Lines)
+	fmt.Printf("recon_lines_per_s=%.0f peak_heap_mb=%.1f lines=%d chunks=%d\n", res.LinesPerSecond, res.PeakHeapMB, res.Lines, res.Chunks)
+	phases := make([]string, 0, len(res.PhaseMsPerChunk))
+	for p := range res.PhaseMsPerChunk {
+		phases = append(phases, p)
+	}
+	sort.Strings(phases)
+	for _, p := range phases {
+		fmt.Printf("  %-10s %7.2f ms/chunk\n", p, res.PhaseMsPerChunk[p])
+	}
 }

@@ -14,6 +14,13 @@ import (
 // other outcome is a mismatch class (contracts.Mismatch*).
 const OutcomeMatched = "matched"
 
+// outcomeSettledBefore is a line that an earlier version of the same day's
+// file already settled, with the same figures: a PSP that re-issues a day's
+// file (corrected, or downloaded before the day ended) repeats its lines.
+// It counts as matched and posts nothing; a line settled by another day's
+// file, or twice in one file, stays a duplicate_line.
+const outcomeSettledBefore = "settled_before"
+
 // expectedRow is the reconciler's projection of what the ledger says the PSP
 // must settle under one psp_reference.
 type expectedRow struct {
@@ -25,6 +32,7 @@ type expectedRow struct {
 	PostedAt     *time.Time // nil: only a parked line, no ledger entry yet
 	SettledFile  *string
 	SettledLine  *int64
+	SettledDate  *time.Time
 	Parked       bool
 }
 
@@ -70,6 +78,22 @@ func mismatch(class, detail string, ledger int64) verdict {
 // reference (nil if none). seenInChunk reports an earlier line of the same
 // chunk with this reference; ans is the PSP's answer for an unknown charge.
 func classify(l *Line, e *expectedRow, seenInChunk bool, ans *pspAnswer, feeBPS int) verdict {
+	return classifyIn("", "", l, e, seenInChunk, ans, feeBPS)
+}
+
+// classifyIn is classify within a run of date (YYYY-MM-DD) over fileID,
+// which tells a line settled by an earlier version of the day's file.
+func classifyIn(date, fileID string, l *Line, e *expectedRow, seenInChunk bool, ans *pspAnswer, feeBPS int) verdict {
+	if e != nil && !seenInChunk && e.SettledFile != nil && e.SettledDate != nil && date != "" &&
+		*e.SettledFile != fileID && e.SettledDate.Format(time.DateOnly) == date {
+		again := *e
+		again.SettledFile, again.SettledLine, again.SettledDate = nil, nil, nil
+		v := classifyIn("", "", l, &again, false, ans, feeBPS)
+		if v.Outcome == OutcomeMatched {
+			v.Outcome = outcomeSettledBefore
+		}
+		return v
+	}
 	if l.Malformed != "" {
 		return mismatch(contracts.MismatchMalformedLine, l.Malformed, 0)
 	}

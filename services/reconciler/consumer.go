@@ -128,18 +128,26 @@ WHERE e.psp_reference = $1 AND old.psp_reference = $1 RETURNING old.parked`,
 	var msgs []*outbox.Message
 	resolution, note := "captured", fmt.Sprintf("the capture was posted (%s); the parked line %d settled", ev.ExternalID, p.No)
 	if v.Outcome == OutcomeMatched {
-		if _, err := tx.Exec(ctx, `UPDATE recon.expected SET settled_file_id = $2, settled_line = $3, settled_date = $4
-WHERE psp_reference = $1`, ev.PSPReference, p.FileID, p.No, p.SettlementDate); err != nil {
+		tag, err := tx.Exec(ctx, `INSERT INTO recon.settlements (psp_reference, file_id, line_no, settlement_date)
+VALUES ($1, $2, $3, $4) ON CONFLICT (psp_reference) DO NOTHING`, ev.PSPReference, p.FileID, p.No, p.SettlementDate)
+		if err != nil {
 			return fmt.Errorf("reconciler: settle parked line of %s: %w", ev.PSPReference, err)
 		}
-		id := idFor("batch", p.FileID, "parked", strconv.FormatInt(p.No, 10), p.Currency)
-		b := contracts.BatchSettled{BatchID: id.String(), SettlementDate: p.SettlementDate, FileID: p.FileID,
-			Currency: p.Currency, Lines: 1, ChargesGrossMinor: p.GrossMinor, FeesMinor: p.FeeMinor, SettledAt: now}
-		m, err := newMessage(contracts.SubjectReconBatchSettled, b.BatchID, b)
-		if err != nil {
-			return err
+		if tag.RowsAffected() == 1 {
+			id := idFor("batch", p.FileID, "parked", strconv.FormatInt(p.No, 10), p.Currency)
+			b := contracts.BatchSettled{BatchID: id.String(), SettlementDate: p.SettlementDate, FileID: p.FileID,
+				Currency: p.Currency, Lines: 1, ChargesGrossMinor: p.GrossMinor, FeesMinor: p.FeeMinor, SettledAt: now}
+			m, err := newMessage(contracts.SubjectReconBatchSettled, b.BatchID, b)
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+		} else {
+			// Cannot happen while runs classify a parked reference as a
+			// duplicate; if it does, the movement is posted once, not twice.
+			r.log.ErrorContext(ctx, "parked line's reference was settled by another line; not posting it twice",
+				"psp_reference", ev.PSPReference, "line", p.No, "file_id", p.FileID)
 		}
-		msgs = append(msgs, m)
 	} else {
 		// The capture arrived but differs from the line: the capture is no
 		// longer missing; the difference is a mismatch of its own.

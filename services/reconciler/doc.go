@@ -19,11 +19,18 @@
 // Run(ctx, RunRequest{Date, File}) identifies the file by its SHA-256
 // (file_id) and keeps one run per (date, file_id). It streams the CSV
 // (encoding/csv, ReuseRecord, lines bounded to MaxLineBytes) in chunks of
-// Config.ChunkLines lines; memory holds one chunk whatever the file's size.
-// Per chunk, one transaction: one query loads the chunk's references, each
-// line is classified in memory, one statement settles the matched rows,
-// one inserts the mismatches, and the chunk's events are written with the
-// run's cursor (the last line committed) and counters. Matched charges and
+// Config.ChunkLines lines. A reader goroutine reads, parses and looks up
+// chunk k+1 (its expected rows and their settlements, outside any
+// transaction) while chunk k commits; the hand-over is unbuffered, so memory
+// holds at most two chunks whatever the file's size. Per chunk, one
+// transaction: each line is classified in memory, one statement inserts the
+// matched lines into recon.settlements (insert-only, one row per reference:
+// the unique key is what makes a second line a duplicate_line), one inserts
+// the mismatches, and the chunk's events are written with the run's cursor
+// (the last line committed) and counters. The read-ahead is only a hint: if
+// the settlements insert comes up short (the previous chunk or a parked line
+// settled a reference meanwhile), the chunk is classified again against rows
+// read inside its transaction. Matched charges and
 // refunds emit one recon.batch.settled per currency (BatchID is a UUIDv5 of
 // file, first line and currency: the ledger posts a batch once however
 // often it is sent); payout lines are matched only (payout_paid already
@@ -45,7 +52,8 @@
 // fails the run: nothing is guessed, and the next run resumes.
 //
 // After the file, the ledger side, in pages with a committed cursor too:
-// each movement posted before the end of the day and not settled, with no
+// each movement posted before the end of the day and not settled (an
+// anti-join of recon.expected with recon.settlements), with no
 // open mismatch, becomes settles_later (carried over, rechecked by the next
 // runs); a settles_later older than GraceDays is resolved as escalated and
 // becomes missing_in_settlement. Then wallet.CheckAgainstLedger: each drift

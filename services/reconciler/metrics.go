@@ -17,6 +17,7 @@ type metrics struct {
 	runFailures prometheus.Counter
 	pspLookups  prometheus.Counter
 	openQueue   *prometheus.GaugeVec
+	chunkPhase  *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,11 +47,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "paypipe_recon_open_mismatches",
 			Help: "Open mismatches per queue (auto, finance, investigation), as of the last run or resolution.",
 		}, []string{"queue"}),
+		chunkPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "paypipe_recon_chunk_phase_seconds",
+			Help:    "Time one file chunk spends per phase (read, lookup, classify, settle, mismatches, resolve, outbox, cursor, commit): where a slow run's time goes.",
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
+		}, []string{"phase"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.lines, m.mismatches, m.runDuration, m.runFailures, m.pspLookups, m.openQueue} {
+	for _, c := range []prometheus.Collector{m.lines, m.mismatches, m.runDuration, m.runFailures, m.pspLookups, m.openQueue, m.chunkPhase} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -86,4 +92,19 @@ func (r *Reconciler) refreshQueueDepth(ctx context.Context) {
 	for q, n := range depth {
 		r.m.openQueue.WithLabelValues(q).Set(n)
 	}
+}
+
+// phaseClock attributes a chunk's wall time to its phases.
+type phaseClock struct {
+	h    *prometheus.HistogramVec
+	last time.Time
+}
+
+func (m *metrics) clock() *phaseClock { return &phaseClock{h: m.chunkPhase, last: time.Now()} }
+
+// lap records the time since the previous lap as phase.
+func (c *phaseClock) lap(phase string) {
+	now := time.Now()
+	c.h.WithLabelValues(phase).Observe(now.Sub(c.last).Seconds())
+	c.last = now
 }

@@ -21,15 +21,22 @@ func lockExpected(ctx context.Context, tx pgx.Tx, refs []string) (map[string]*ex
 	return loadExpected(ctx, tx, refs, true)
 }
 
-// loadExpected loads the expected rows of refs, locking them if lock.
-func loadExpected(ctx context.Context, tx pgx.Tx, refs []string, lock bool) (map[string]*expectedRow, error) {
+// querier is a transaction or a pool.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// loadExpected loads the expected rows of refs with their settlement, if
+// any, locking the expected rows if lock.
+func loadExpected(ctx context.Context, tx querier, refs []string, lock bool) (map[string]*expectedRow, error) {
 	out := make(map[string]*expectedRow, len(refs))
 	if len(refs) == 0 {
 		return out, nil
 	}
-	rows, err := tx.Query(ctx, `SELECT psp_reference, record_type, reference, currency, gross_minor, posted_at,
-  settled_file_id, settled_line, parked IS NOT NULL
-FROM recon.expected WHERE psp_reference = ANY($1)`+forUpdate(lock), refs)
+	rows, err := tx.Query(ctx, `SELECT e.psp_reference, e.record_type, e.reference, e.currency, e.gross_minor, e.posted_at,
+  s.file_id, s.line_no, s.settlement_date, e.parked IS NOT NULL
+FROM recon.expected e LEFT JOIN recon.settlements s ON s.psp_reference = e.psp_reference
+WHERE e.psp_reference = ANY($1)`+forUpdate(lock), refs)
 	if err != nil {
 		return nil, fmt.Errorf("reconciler: load expected rows: %w", err)
 	}
@@ -37,7 +44,7 @@ FROM recon.expected WHERE psp_reference = ANY($1)`+forUpdate(lock), refs)
 	for rows.Next() {
 		e := &expectedRow{}
 		if err := rows.Scan(&e.PSPReference, &e.RecordType, &e.Reference, &e.Currency, &e.GrossMinor, &e.PostedAt,
-			&e.SettledFile, &e.SettledLine, &e.Parked); err != nil {
+			&e.SettledFile, &e.SettledLine, &e.SettledDate, &e.Parked); err != nil {
 			return nil, fmt.Errorf("reconciler: load expected rows: %w", err)
 		}
 		out[e.PSPReference] = e
@@ -196,7 +203,8 @@ func (r *Reconciler) ledgerPage(ctx context.Context, run *runRow, end, graceBefo
 FROM recon.expected e
 LEFT JOIN LATERAL (SELECT m.id, m.settlement_date FROM recon.mismatches m
   WHERE m.psp_reference = e.psp_reference AND m.status = 'open' AND m.class = $4 ORDER BY m.found_at LIMIT 1) sl ON true
-WHERE e.settled_file_id IS NULL AND e.posted_at IS NOT NULL AND e.posted_at < $1 AND e.psp_reference > $2
+WHERE e.posted_at IS NOT NULL AND e.posted_at < $1 AND e.psp_reference > $2
+  AND NOT EXISTS (SELECT 1 FROM recon.settlements s WHERE s.psp_reference = e.psp_reference)
 ORDER BY e.psp_reference LIMIT $3 FOR UPDATE OF e`, end, run.ledgerAfter, r.cfg.ChunkLines, contracts.MismatchSettlesLater)
 	if err != nil {
 		return false, fmt.Errorf("reconciler: ledger pass: %w", err)
@@ -554,7 +562,7 @@ ORDER BY completed_at DESC LIMIT 1`, date).Scan(&raw)
 
 func forUpdate(lock bool) string {
 	if lock {
-		return " ORDER BY psp_reference FOR UPDATE"
+		return " ORDER BY e.psp_reference FOR UPDATE OF e"
 	}
 	return ""
 }

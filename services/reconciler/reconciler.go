@@ -203,6 +203,8 @@ type hooks struct {
 	afterChunk func(k int) error
 	// chunk sees how many movement lines chunk k holds, before it commits.
 	chunk func(k, lines int)
+	// readAhead runs when the reader has read and looked up chunk k.
+	readAhead func(k int)
 	// walletCheck replaces wallet.CheckAgainstLedger.
 	walletCheck func(ctx context.Context) ([]wallet.Drift, error)
 }

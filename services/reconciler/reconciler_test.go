@@ -54,7 +54,7 @@ func TestCleanDayReconcilesToZeroAndRerunIsIdentical(t *testing.T) {
 	if !sum.BalancesOK || len(sum.Balances) != 3 {
 		t.Fatalf("balances: %+v", sum.Balances)
 	}
-	if n := e.count(t, `SELECT count(*) FROM recon.expected WHERE settled_file_id IS NULL`); n != 0 {
+	if n := e.count(t, `SELECT count(*) FROM recon.expected e WHERE NOT EXISTS (SELECT 1 FROM recon.settlements s WHERE s.psp_reference = e.psp_reference)`); n != 0 {
 		t.Fatalf("%d expected rows unsettled", n)
 	}
 	if n := e.count(t, `SELECT count(*) FROM recon.mismatches`); n != 0 {
@@ -179,7 +179,7 @@ func TestEachLineClassIsFound(t *testing.T) {
 	if n := e.count(t, `SELECT count(*) FROM recon.mismatches WHERE class = 'settles_later'`); n != 0 {
 		t.Errorf("%d settles_later", n)
 	}
-	if n := e.count(t, `SELECT count(*) FROM recon.expected WHERE settled_file_id IS NOT NULL`); n != 3 {
+	if n := e.count(t, `SELECT count(*) FROM recon.settlements`); n != 3 {
 		t.Errorf("%d settled rows, want 3", n)
 	}
 	if found := e.events(t, contracts.SubjectReconMismatchFound); len(found) != 8 {
@@ -268,7 +268,7 @@ func TestMissingCaptureIsConfirmedParkedAndSettledWhenTheCaptureArrives(t *testi
 	if len(ms) != 1 || ms[0].Status != StatusResolved || ms[0].Resolution != "captured" {
 		t.Fatalf("missing_capture: %+v", ms)
 	}
-	if n := e.count(t, `SELECT count(*) FROM recon.expected WHERE psp_reference = 'pay_nohook' AND settled_line IS NOT NULL AND parked IS NULL`); n != 1 {
+	if n := e.count(t, `SELECT count(*) FROM recon.expected e JOIN recon.settlements s USING (psp_reference) WHERE e.psp_reference = 'pay_nohook' AND s.line_no > 0 AND e.parked IS NULL`); n != 1 {
 		t.Fatal("parked line not settled")
 	}
 	// A second order entry of that checkout changes nothing.
@@ -324,7 +324,7 @@ func TestCrashMidRunResumesToTheSameResult(t *testing.T) {
 	if err := e.pool.QueryRow(context.Background(), `SELECT cursor_line FROM recon.runs`).Scan(&cursor); err != nil || cursor == 0 {
 		t.Fatalf("cursor %d %v", cursor, err)
 	}
-	settledBefore := e.count(t, `SELECT count(*) FROM recon.expected WHERE settled_file_id IS NOT NULL`)
+	settledBefore := e.count(t, `SELECT count(*) FROM recon.settlements`)
 	if settledBefore == 0 || settledBefore >= 16 {
 		t.Fatalf("%d settled after the crash", settledBefore)
 	}
@@ -339,7 +339,7 @@ func TestCrashMidRunResumesToTheSameResult(t *testing.T) {
 		t.Fatalf("resumed run differs:\n%+v\n%+v", norm(whole), norm(resumed))
 	}
 	for _, x := range []*tenv{ref, e} {
-		if n := x.count(t, `SELECT count(*) FROM recon.expected WHERE settled_file_id IS NOT NULL`); n != 16 {
+		if n := x.count(t, `SELECT count(*) FROM recon.settlements`); n != 16 {
 			t.Errorf("%d settled rows, want 16", n)
 		}
 	}
@@ -357,6 +357,50 @@ func TestCrashMidRunResumesToTheSameResult(t *testing.T) {
 	}
 	if a, b := len(ref.events(t, contracts.SubjectReconMismatchFound)), len(e.events(t, contracts.SubjectReconMismatchFound)); a != b || a != 3 {
 		t.Fatalf("mismatch.found: %d vs %d, want 3", a, b)
+	}
+}
+
+// The reader looks chunk k+1 up before chunk k commits: a reference that
+// chunk k settles and chunk k+1 repeats must still be a duplicate.
+func TestDuplicateInTheChunkReadAheadIsCaught(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, Config{ChunkLines: 2})
+	for _, ref := range []string{"pay_a", "pay_b", "pay_c"} {
+		e.post(t, contracts.EntryOrderCaptured, ref, "co_"+ref, "USD", 1000, day1)
+	}
+	lookedUp := make(chan struct{})
+	e.r.hooks.readAhead = func(k int) {
+		if k == 2 {
+			close(lookedUp)
+		}
+	}
+	e.r.hooks.chunk = func(k, _ int) {
+		if k == 1 {
+			<-lookedUp // chunk 2 saw pay_a unsettled
+		}
+	}
+	file := writeFile(t, e.dir, dateOf(day1), []fl{charge("pay_a", "USD", 1000), charge("pay_b", "USD", 1000),
+		charge("pay_a", "USD", 1000), charge("pay_c", "USD", 1000)})
+	sum := e.run(t, day1, file)
+	if sum.Matched != 3 || sum.Mismatches[contracts.MismatchDuplicateLine] != 1 || sum.MismatchTotal != 1 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	if n := e.count(t, `SELECT count(*) FROM recon.settlements`); n != 3 {
+		t.Fatalf("%d settlements, want 3", n)
+	}
+	if n := e.count(t, `SELECT line_no FROM recon.settlements WHERE psp_reference = 'pay_a'`); n != 3 {
+		t.Fatalf("pay_a settled by line %d, want 3 (after the header and the opening balance)", n)
+	}
+	dup := e.mismatches(t, Filter{Class: contracts.MismatchDuplicateLine})
+	if len(dup) != 1 || dup[0].PSPReference != "pay_a" || !strings.Contains(dup[0].Detail, "line 3 of file") {
+		t.Fatalf("duplicate: %+v", dup)
+	}
+	var lines int64
+	for _, b := range decode[contracts.BatchSettled](t, e.events(t, contracts.SubjectReconBatchSettled)) {
+		lines += b.Lines
+	}
+	if lines != 3 {
+		t.Fatalf("batches settle %d lines, want 3", lines)
 	}
 }
 
@@ -502,5 +546,41 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if err := (Config{RunAt: "off"}).withDefaults().Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// A PSP may issue a day's file again (corrected, or fetched before the day
+// ended): lines the earlier version settled count as matched and post
+// nothing; new lines settle; a line another day's file settled is still a
+// duplicate.
+func TestReissuedFileOfTheSameDay(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, Config{})
+	at := day1.Add(9 * time.Hour)
+	for _, ref := range []string{"pay_1", "pay_2", "pay_3"} {
+		e.post(t, contracts.EntryOrderCaptured, ref, "co_"+ref, "USD", 5000, at)
+	}
+	first := e.run(t, day1, writeFile(t, t.TempDir(), dateOf(day1), []fl{charge("pay_1", "USD", 5000), charge("pay_2", "USD", 5000)}))
+	if first.Matched != 2 || first.MismatchTotal != 1 { // pay_3 settles later
+		t.Fatalf("first version: %+v", first)
+	}
+	batchesBefore := len(e.events(t, contracts.SubjectReconBatchSettled))
+	second := e.run(t, day1, writeFile(t, t.TempDir(), dateOf(day1),
+		[]fl{charge("pay_1", "USD", 5000), charge("pay_2", "USD", 5000), charge("pay_3", "USD", 5000)}))
+	if second.RunID == first.RunID || second.Matched != 3 || second.MismatchTotal != 0 {
+		t.Fatalf("second version of the day: %+v", second)
+	}
+	bs := decode[contracts.BatchSettled](t, e.events(t, contracts.SubjectReconBatchSettled))
+	if len(bs) != batchesBefore+1 || bs[len(bs)-1].Lines != 1 || bs[len(bs)-1].ChargesGrossMinor != 5000 {
+		t.Fatalf("the second version must settle only pay_3: %+v", bs)
+	}
+	if n := e.count(t, `SELECT count(*) FROM recon.mismatches WHERE class = $1 AND status = 'open'`, contracts.MismatchSettlesLater); n != 0 {
+		t.Fatalf("%d settles_later still open", n)
+	}
+	// Another day's file repeating pay_1 is a duplicate.
+	day2 := day1.AddDate(0, 0, 1)
+	third := e.run(t, day2, writeFile(t, t.TempDir(), dateOf(day2), []fl{charge("pay_1", "USD", 5000)}))
+	if third.Mismatches[contracts.MismatchDuplicateLine] != 1 || third.Matched != 0 {
+		t.Fatalf("a line settled on another day: %+v", third)
 	}
 }

@@ -71,8 +71,21 @@ func (r *Reconciler) noteError(ctx context.Context, run *runRow, err error) {
 		run.id, oneLine(err.Error(), 2000))
 }
 
+// fileChunk is one chunk of the file, read and looked up ahead.
+type fileChunk struct {
+	lines    []*Line
+	bals     []*balance
+	lastLine int64
+	eof      bool
+	refs     []string                // the chunk's distinct references, sorted
+	known    map[string]*expectedRow // read outside the chunk's transaction: a hint
+	err      error
+}
+
 // processFile streams the file from the run's cursor, one chunk per
-// transaction. Memory holds one chunk, whatever the file's size.
+// transaction. A reader goroutine reads, parses and looks up chunk k+1
+// while chunk k classifies and commits; the hand-over is unbuffered, so
+// memory holds at most two chunks, whatever the file's size.
 func (r *Reconciler) processFile(ctx context.Context, run *runRow, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -93,38 +106,39 @@ func (r *Reconciler) processFile(ctx context.Context, run *runRow, path string) 
 			return err
 		}
 	}
-	chunk := make([]*Line, 0, r.cfg.ChunkLines)
+	rctx, cancel := context.WithCancel(ctx)
+	chunks := make(chan fileChunk)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.readChunks(rctx, fr, chunks)
+	}()
+	// Stop the reader and wait for it before the file closes.
+	defer func() { cancel(); <-done }()
 	k := 0
 	for {
-		chunk = chunk[:0]
-		eof := false
-		for len(chunk) < r.cfg.ChunkLines {
-			mv, bal, err := fr.next()
-			if errors.Is(err, io.EOF) {
-				eof = true
-				break
-			}
-			if err != nil {
-				return err
-			}
-			if bal != nil {
-				if bal.closing {
-					run.state.Closing[bal.currency] = bal.minor
-				} else {
-					run.state.Opening[bal.currency] = bal.minor
-				}
-				continue
-			}
-			chunk = append(chunk, mv)
+		var c fileChunk
+		select {
+		case c = <-chunks:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		if c.err != nil {
+			return c.err
+		}
+		// Balances go into the state the chunk commits, never before.
+		for _, bal := range c.bals {
+			if bal.closing {
+				run.state.Closing[bal.currency] = bal.minor
+			} else {
+				run.state.Opening[bal.currency] = bal.minor
+			}
 		}
 		k++
 		if r.hooks.chunk != nil {
-			r.hooks.chunk(k, len(chunk))
+			r.hooks.chunk(k, len(c.lines))
 		}
-		if err := r.commitChunk(ctx, run, chunk, fr.no, eof); err != nil {
+		if err := r.commitChunk(ctx, run, c); err != nil {
 			return err
 		}
 		if r.hooks.afterChunk != nil {
@@ -132,10 +146,78 @@ func (r *Reconciler) processFile(ctx context.Context, run *runRow, path string) 
 				return err
 			}
 		}
-		if eof {
+		if c.eof {
 			return nil
 		}
 	}
+}
+
+// readChunks reads the file chunk by chunk and looks each chunk's
+// references up (outside any transaction: commitChunk's insert of the
+// settlements re-checks what matters) until EOF, an error or ctx's end.
+// Each chunk gets fresh slices: the committer still holds the previous one.
+func (r *Reconciler) readChunks(ctx context.Context, fr *fileReader, out chan<- fileChunk) {
+	send := func(c fileChunk) bool {
+		select {
+		case out <- c:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	k := 0
+	for {
+		clk := r.m.clock()
+		c := fileChunk{lines: make([]*Line, 0, r.cfg.ChunkLines)}
+		for len(c.lines) < r.cfg.ChunkLines {
+			mv, bal, err := fr.next()
+			if errors.Is(err, io.EOF) {
+				c.eof = true
+				break
+			}
+			if err != nil {
+				send(fileChunk{err: err})
+				return
+			}
+			if bal != nil {
+				c.bals = append(c.bals, bal)
+				continue
+			}
+			c.lines = append(c.lines, mv)
+		}
+		c.lastLine = fr.no
+		c.refs = chunkRefs(c.lines)
+		clk.lap("read")
+		known, err := loadExpected(ctx, r.pool, c.refs, false)
+		if err != nil {
+			send(fileChunk{err: err})
+			return
+		}
+		c.known = known
+		clk.lap("lookup")
+		k++
+		if r.hooks.readAhead != nil {
+			r.hooks.readAhead(k)
+		}
+		if !send(c) || c.eof {
+			return
+		}
+	}
+}
+
+// chunkRefs returns the distinct references of lines, sorted (one lock
+// order for every transaction).
+func chunkRefs(lines []*Line) []string {
+	refs := make([]string, 0, len(lines))
+	seen := make(map[string]bool, len(lines))
+	for _, l := range lines {
+		if l.Malformed == "" && !seen[l.PSPReference] {
+			seen[l.PSPReference] = true
+			refs = append(refs, l.PSPReference)
+		}
+	}
+	sort.Strings(refs)
+	return refs
 }
 
 // chunkMismatch is a mismatch a chunk writes.
@@ -151,24 +233,22 @@ type chunkMismatch struct {
 	fileAmount              int64
 }
 
-// commitChunk reconciles lines in one transaction and advances the cursor
-// to lastLine. PSP look-ups happen before the transaction (never inside
+// commitChunk reconciles a chunk in one transaction and advances the
+// cursor to its last line. The first try classifies against the rows read
+// ahead (c.known); the insert of the settlements is the check: a reference
+// settled since (by the previous chunk, or a parked line) makes it come up
+// short and the chunk is classified again against rows read inside the
+// transaction. PSP look-ups happen before the transaction (never inside
 // one); if the ledger learned a reference meanwhile, the chunk is simply
-// classified again.
-func (r *Reconciler) commitChunk(ctx context.Context, run *runRow, lines []*Line, lastLine int64, eof bool) error {
-	refs := make([]string, 0, len(lines))
-	seen := make(map[string]bool, len(lines))
-	for _, l := range lines {
-		if l.Malformed == "" && !seen[l.PSPReference] {
-			seen[l.PSPReference] = true
-			refs = append(refs, l.PSPReference)
-		}
-	}
-	sort.Strings(refs) // lock order
+// classified again too.
+func (r *Reconciler) commitChunk(ctx context.Context, run *runRow, c fileChunk) error {
+	lines, refs, lastLine, eof := c.lines, c.refs, c.lastLine, c.eof
+	known := c.known
 	answers := map[string]*pspAnswer{}
 	const maxTries = 4
 	for try := 1; ; try++ {
-		retryChunk, err := r.tryChunk(ctx, run, lines, refs, answers, lastLine, eof)
+		retryChunk, err := r.tryChunk(ctx, run, lines, refs, known, answers, lastLine, eof)
+		known = nil // a retry reads inside its transaction
 		if err != nil {
 			return err
 		}
@@ -183,19 +263,24 @@ func (r *Reconciler) commitChunk(ctx context.Context, run *runRow, lines []*Line
 
 // tryChunk is one attempt of commitChunk; retry true asks for another
 // (after PSP look-ups, or because a reference appeared meanwhile).
-func (r *Reconciler) tryChunk(ctx context.Context, run *runRow, lines []*Line, refs []string, answers map[string]*pspAnswer, lastLine int64, eof bool) (retry bool, err error) {
+func (r *Reconciler) tryChunk(ctx context.Context, run *runRow, lines []*Line, refs []string, known map[string]*expectedRow,
+	answers map[string]*pspAnswer, lastLine int64, eof bool) (retry bool, err error) {
+	clk := r.m.clock()
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return false, fmt.Errorf("reconciler: begin chunk: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
 
-	// No row locks on the read: the settle UPDATE re-checks "not settled"
-	// under its own row locks and its count must match, else the chunk
-	// starts over. Locking 5000 rows first would write every tuple twice.
-	known, err := loadExpected(ctx, tx, refs, false)
-	if err != nil {
-		return false, err
+	// No row locks on the read: the settlements insert re-checks "not
+	// settled" (its unique key waits for a concurrent settler) and its
+	// count must match, else the chunk starts over. Locking 5000 rows
+	// first would write every tuple twice.
+	if known == nil {
+		if known, err = loadExpected(ctx, tx, refs, false); err != nil {
+			return false, err
+		}
+		clk.lap("lookup")
 	}
 	var ask []string
 	asked := map[string]bool{}
@@ -235,7 +320,20 @@ func (r *Reconciler) tryChunk(ctx context.Context, run *runRow, lines []*Line, r
 	batches := map[string]*batchSum{}
 	for _, l := range lines {
 		st.Lines++
-		v := classify(l, known[l.PSPReference], inChunk[l.PSPReference], answers[l.PSPReference], r.cfg.PSPFeeBPS)
+		v := classifyIn(run.date, run.fileID, l, known[l.PSPReference], inChunk[l.PSPReference], answers[l.PSPReference], r.cfg.PSPFeeBPS)
+		if v.Outcome == outcomeSettledBefore {
+			outcomes[OutcomeMatched]++
+			// Matched by an earlier version of this day's file: counted,
+			// not settled or posted again.
+			inChunk[l.PSPReference] = true
+			st.Matched++
+			t := st.totals(l.Currency)
+			t.Lines++
+			t.FileNetMinor += l.NetMinor
+			t.MatchedLines++
+			t.MatchedGrossMinor += l.GrossMinor
+			continue
+		}
 		if l.Malformed == "" {
 			inChunk[l.PSPReference] = true
 			t := st.totals(l.Currency)
@@ -299,6 +397,8 @@ func (r *Reconciler) tryChunk(ctx context.Context, run *runRow, lines []*Line, r
 		}
 	}
 
+	clk.lap("classify")
+
 	// Park missing captures on their expected rows. A row that appeared
 	// since the lock (the capture's ledger entry just arrived) makes the
 	// chunk start over: it is a known reference now.
@@ -320,17 +420,19 @@ ON CONFLICT (psp_reference) DO NOTHING`, parkRefs, types, mrefs, curs, gross, pa
 	}
 
 	if len(settleRefs) > 0 {
-		tag, err := tx.Exec(ctx, `UPDATE recon.expected e SET settled_file_id = $1, settled_line = u.line, settled_date = $2
-FROM unnest($3::text[], $4::bigint[]) AS u(ref, line)
-WHERE e.psp_reference = u.ref AND e.settled_file_id IS NULL`, run.fileID, run.date, settleRefs, settleLines)
+		tag, err := tx.Exec(ctx, `INSERT INTO recon.settlements (psp_reference, file_id, line_no, settlement_date)
+SELECT u.ref, $1, u.line, $2 FROM unnest($3::text[], $4::bigint[]) AS u(ref, line)
+ON CONFLICT (psp_reference) DO NOTHING`, run.fileID, run.date, settleRefs, settleLines)
 		if err != nil {
 			return false, fmt.Errorf("reconciler: settle lines: %w", err)
 		}
 		if int(tag.RowsAffected()) != len(settleRefs) {
-			// A parked line settled meanwhile: classify the chunk again.
+			// Settled meanwhile (the previous chunk, a parked line):
+			// classify the chunk again.
 			return true, nil
 		}
 	}
+	clk.lap("settle")
 
 	var msgs []*outbox.Message
 	inserted, err := insertMismatches(ctx, tx, run, mms, now)
@@ -348,6 +450,7 @@ WHERE e.psp_reference = u.ref AND e.settled_file_id IS NULL`, run.fileID, run.da
 		msgs = append(msgs, msg)
 	}
 	msgs = append(msgs, confirmed...)
+	clk.lap("mismatches")
 
 	// A matched line closes the settles_later its movement carried.
 	if len(settleRefs) > 0 {
@@ -358,6 +461,7 @@ WHERE e.psp_reference = u.ref AND e.settled_file_id IS NULL`, run.fileID, run.da
 		}
 		msgs = append(msgs, res...)
 	}
+	clk.lap("resolve")
 
 	curs := make([]string, 0, len(batches))
 	for c := range batches {
@@ -383,6 +487,7 @@ WHERE e.psp_reference = u.ref AND e.settled_file_id IS NULL`, run.fileID, run.da
 	if err := writeMessages(ctx, tx, msgs); err != nil {
 		return false, err
 	}
+	clk.lap("outbox")
 
 	phase := "file"
 	if eof {
@@ -391,9 +496,11 @@ WHERE e.psp_reference = u.ref AND e.settled_file_id IS NULL`, run.fileID, run.da
 	if err := advanceRun(ctx, tx, run, lastLine, phase, run.ledgerAfter, st); err != nil {
 		return false, err
 	}
+	clk.lap("cursor")
 	if err := tx.Commit(ctx); err != nil {
 		return false, fmt.Errorf("reconciler: commit chunk ending at line %d: %w", lastLine, err)
 	}
+	clk.lap("commit")
 	run.cursor, run.phase, run.state = lastLine, phase, st
 	for o, n := range outcomes {
 		r.m.lines.WithLabelValues(o).Add(float64(n))

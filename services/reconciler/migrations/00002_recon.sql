@@ -18,16 +18,24 @@ CREATE TABLE recon.expected (
     gross_minor     bigint      NOT NULL,
     -- First ledger posting of the movement; NULL while only a parked line exists.
     posted_at       timestamptz,
-    settled_file_id text,
-    settled_line    bigint,
-    settled_date    date,
     -- A settlement line that came before its ledger entry (missing_capture):
     -- the projection consumer settles it when the entry arrives.
-    parked          jsonb,
-    CHECK ((settled_file_id IS NULL) = (settled_line IS NULL) AND (settled_line IS NULL) = (settled_date IS NULL))
+    parked          jsonb
 );
--- The ledger-side pass walks unsettled rows in psp_reference order.
-CREATE INDEX expected_unsettled_idx ON recon.expected (psp_reference) WHERE settled_file_id IS NULL AND posted_at IS NOT NULL;
+
+-- settlements records which file line settled a movement: insert-only, one
+-- row per psp_reference (a second line is a duplicate_line). It is a table
+-- of its own, not columns of expected, because marking 5,000 expected rows
+-- settled per chunk was a non-HOT update (≈2× the cost of this insert) and
+-- the run's bottleneck (docs/reconciliation.md, Benchmark). No foreign key:
+-- only matched lines of existing expected rows are inserted, and the check
+-- would cost an index probe per line.
+CREATE TABLE recon.settlements (
+    psp_reference   text        PRIMARY KEY,
+    file_id         text        NOT NULL,
+    line_no         bigint      NOT NULL,
+    settlement_date date        NOT NULL
+);
 
 CREATE TABLE recon.runs (
     id              uuid        PRIMARY KEY,
@@ -85,4 +93,5 @@ CREATE INDEX mismatches_queue_idx ON recon.mismatches (queue, status, found_at);
 -- +goose Down
 DROP TABLE recon.mismatches;
 DROP TABLE recon.runs;
+DROP TABLE recon.settlements;
 DROP TABLE recon.expected;
