@@ -22,7 +22,8 @@ import (
 // The demo is split by step: demo.go runs it (set-up, the steps in order,
 // the verdict), demo_api.go is its HTTP client (merchant API, hosted page,
 // simulator admin), demo_checkouts.go steps 1 to 3, demo_trail.go step 4,
-// demo_money.go step 5 and demo_verify.go step 6.
+// demo_money.go step 5, demo_payout.go steps 6 and 7 and demo_verify.go
+// step 8.
 
 type demoOptions struct {
 	timeout  time.Duration
@@ -33,7 +34,7 @@ func newDemoCmd(e *env) *cobra.Command {
 	o := demoOptions{}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a pay-in end to end in-process: checkouts, PSP, ledger, wallets, and the checks",
+		Short: "Run the money flow end to end in-process: checkouts, PSP, ledger, wallets, pay-outs, reconciliation, and the checks",
 		Long: `demo starts every service in-process exactly as serve would (same app), with its
 own embedded nats-server and its own embedded PSP simulator, in a fresh directory
 under PAYPIPE_DATA_DIR (removed at exit unless --keep-data), against DATABASE_URL
@@ -50,8 +51,12 @@ minor unit) and KWD (three decimals), a hosted checkout paid by submitting the
 PSP's card form as a browser would, and one checkout posted twice with the same
 Idempotency-Key. It waits until every checkout is final, then prints one
 checkout's event trail (stream messages and the inbox rows of the consumers that
-applied them), the ledger entries, the sellers' balances, the PSP's charge log,
-and the invariant checks of internal/verify. The exit status is 0 only if every
+applied them), the ledger entries, the sellers' balances and the PSP's charge log.
+Then the pay-out: it fulfils the paid orders, refunds half of one, runs the
+payouts (twice: the second run requests nothing) and waits for the PSP's payout
+webhooks; and the night's work: it reconciles the PSP's settlement file of the
+day against the ledger (and runs it again). Last, the invariant checks of
+internal/verify. The exit status is 0 only if every
 check passes.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -143,7 +148,7 @@ func runDemo(ctx context.Context, e *env, o demoOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	d.say("paypipe demo: a pay-in, end to end, in one process")
+	d.say("paypipe demo: a pay-in and its pay-out, end to end, in one process")
 	var ignored []string
 	for _, k := range []string{config.EnvNATSURL, config.EnvPSPURL} {
 		if e.getenv(k) != "" {
@@ -203,7 +208,9 @@ func (d *demoRun) run(ctx context.Context, cfg config.Config) error {
 		d.awaitFinal,         // 3
 		d.printTrail,         // 4
 		d.printMoney,         // 5
-		d.runInvariantChecks, // 6
+		d.payOut,             // 6
+		d.reconcile,          // 7
+		d.runInvariantChecks, // 8
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {

@@ -19,7 +19,7 @@ import (
 const demoGrace = time.Millisecond
 
 func (d *demoRun) runInvariantChecks(ctx context.Context) error {
-	d.say("\n6. Invariants (internal/verify over the whole database, grace %s: in-flight effects count as missing)", demoGrace)
+	d.say("\n8. Invariants (internal/verify over the whole database, grace %s: in-flight effects count as missing)", demoGrace)
 	var rep verify.Report
 	var runErr error
 	t0 := time.Now()

@@ -365,3 +365,88 @@ func TestReconcileSeededDiscrepancies(t *testing.T) {
 	}
 	awaitVerified(t, a)
 }
+
+// TestPayoutAndRefundWhenThePSPFails: the PSP executes a refund and a
+// payout but answers 500 (F20's unknown outcome): each is retried with the
+// same key after a lookup, and exactly one PSP refund and one PSP payout
+// exist. A payout the PSP then fails returns the money to available, and
+// the next period's run pays it.
+func TestPayoutAndRefundWhenThePSPFails(t *testing.T) {
+	t.Parallel()
+	a := startApp(t)
+	ctx := context.Background()
+	api, sellers := newMerchant(t, a, 1)
+	c := api.directCheckout("EUR", order(sellers[0], 10000))
+	api.awaitStatus(c.ID, payment.StatusCompleted, 30*time.Second)
+	o := api.checkout(c.ID).Orders[0]
+	if code := api.do("POST", "/v1/payment_orders/"+o.ID.String()+"/fulfil", map[string]any{}, nil); code != 200 {
+		t.Fatalf("fulfil: %d", code)
+	}
+
+	setFaults(t, a, pspsim.Faults{Seed: 6, FailAfterRefundRate: 1, FailAfterPayoutRate: 1, FailNextPayouts: 1})
+	r := api.refund(o.ID, 1000)
+	count := func(q string, args ...any) int {
+		t.Helper()
+		var n int
+		if err := a.pool.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(`SELECT count(*) FROM pspsim.refunds WHERE merchant_reference = $1`, r.ID.String()); n != 1 {
+		t.Fatalf("%d PSP refunds for refund %s, want 1", n, r.ID)
+	}
+	if n := count(`SELECT count(*) FROM executor.refunds WHERE refund_id = $1 AND attempts >= 2`, r.ID); n != 1 {
+		t.Fatalf("the refund was not retried after the PSP's 500 (%d attempts rows with ≥ 2)", n)
+	}
+	available := o.NetMinor - r.NetMinor
+	awaitAvailable := func(want [3]int64) {
+		t.Helper()
+		testenv.Eventually(t, 60*time.Second, "seller balance", func() (bool, error) {
+			b := api.balances(sellers[0].ID)["EUR"]
+			return because(b == want, "balance %v, want %v", b, want)
+		})
+	}
+	awaitAvailable([3]int64{0, available, 0})
+
+	runner, err := payout.New(payout.Config{Schedule: "off"}, a.pool, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runPeriod := func(period string) payment.Payout {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, "payout projection", func() (bool, error) {
+			n := count(`SELECT count(*) FROM payout.balances WHERE seller_id = $1 AND available_minor = $2`, sellers[0].ID.String(), available)
+			return because(n == 1, "projection lags")
+		})
+		res, err := runner.RunPayouts(ctx, payout.RunRequest{Period: period})
+		if err != nil || res.Requested != 1 {
+			t.Fatalf("payout run %s: %+v %v", period, res, err)
+		}
+		id := payout.ID(sellers[0].ID.String(), "EUR", period)
+		var p payment.Payout
+		testenv.Eventually(t, 60*time.Second, "payout "+period+" final", func() (bool, error) {
+			api.do("GET", "/v1/payouts/"+id.String(), nil, &p)
+			return because(p.Status == contracts.PayoutStatusPaid || p.Status == contracts.PayoutStatusFailed, "status %q", p.Status)
+		})
+		if n := count(`SELECT count(*) FROM pspsim.payouts WHERE merchant_reference = $1`, id.String()); n != 1 {
+			t.Fatalf("%d PSP payouts for payout %s, want exactly 1", n, id)
+		}
+		return p
+	}
+	// The PSP answers 500 after creating it, then fails it (account closed):
+	// the money comes back.
+	first := runPeriod("2026-11-01")
+	if first.Status != contracts.PayoutStatusFailed || first.AmountMinor != available || first.FailureCode == nil {
+		t.Fatalf("first payout: %+v", first)
+	}
+	awaitAvailable([3]int64{0, available, 0})
+	// The next period pays it (the 500 after commit still applies).
+	second := runPeriod("2026-11-02")
+	if second.Status != contracts.PayoutStatusPaid || second.AmountMinor != available {
+		t.Fatalf("second payout: %+v", second)
+	}
+	awaitAvailable([3]int64{0, 0, available})
+	awaitVerified(t, a)
+	assertEventsValid(t, a)
+}

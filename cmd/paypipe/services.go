@@ -16,8 +16,8 @@ import (
 	"github.com/paypipe/paypipe/services/ledger"
 	"github.com/paypipe/paypipe/services/payment"
 	"github.com/paypipe/paypipe/services/payout"
-	"github.com/paypipe/paypipe/services/reconciler"
 	"github.com/paypipe/paypipe/services/psp"
+	"github.com/paypipe/paypipe/services/reconciler"
 	"github.com/paypipe/paypipe/services/wallet"
 )
 
