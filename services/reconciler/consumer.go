@@ -20,8 +20,9 @@ import (
 // refusals: events it can never apply go to the DLQ.
 var ErrInvalidEvent = errors.New("reconciler: invalid event")
 
-// errRaced asks for a redelivery: a settlement run parked a line on the
-// same reference at the same moment.
+// errRaced asks for a redelivery: the row a concurrent transaction created
+// is still not visible after waiting for it (it should be; the redelivery
+// is the safe answer if not).
 var errRaced = errors.New("reconciler: expected row inserted concurrently; retrying")
 
 // Consumers returns the reconciler's consumers. Run them on a Runner whose
@@ -71,22 +72,31 @@ func (r *Reconciler) entryPosted(ctx context.Context, tx pgx.Tx, d outbox.Delive
 		return retry.Permanent(err)
 	}
 	gross := sign * ev.PSPAmountMinor
-	rows, err := lockExpected(ctx, tx, []string{ev.PSPReference})
-	if err != nil {
-		return err
-	}
-	cur := rows[ev.PSPReference]
-	if cur == nil {
+	// Two entries of one checkout may race to create the row. Under READ
+	// COMMITTED the loser's INSERT waits for the winner's commit and then
+	// inserts nothing; its next statement sees the committed row, so one
+	// more pass applies the entry to it instead of asking for a redelivery.
+	var cur *expectedRow
+	for attempt := 0; ; attempt++ {
+		rows, err := lockExpected(ctx, tx, []string{ev.PSPReference})
+		if err != nil {
+			return err
+		}
+		if cur = rows[ev.PSPReference]; cur != nil {
+			break
+		}
+		if attempt > 0 {
+			return errRaced
+		}
 		tag, err := tx.Exec(ctx, `INSERT INTO recon.expected (psp_reference, record_type, reference, currency, gross_minor, posted_at)
 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (psp_reference) DO NOTHING`,
 			ev.PSPReference, rt, ev.Reference, ev.Currency, gross, ev.PostedAt)
 		if err != nil {
 			return fmt.Errorf("reconciler: project entry %s: %w", ev.ExternalID, err)
 		}
-		if tag.RowsAffected() == 0 {
-			return errRaced
+		if tag.RowsAffected() == 1 {
+			return nil
 		}
-		return nil
 	}
 	if cur.PostedAt != nil {
 		if cur.RecordType != rt || cur.Currency != ev.Currency || cur.GrossMinor != gross {

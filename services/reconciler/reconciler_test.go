@@ -2,18 +2,23 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/paypipe/paypipe/contracts"
 	"github.com/paypipe/paypipe/contracts/money"
+	"github.com/paypipe/paypipe/outbox"
 	"github.com/paypipe/paypipe/services/psp"
 	"github.com/paypipe/paypipe/services/wallet"
 )
@@ -582,5 +587,41 @@ func TestReissuedFileOfTheSameDay(t *testing.T) {
 	third := e.run(t, day2, writeFile(t, t.TempDir(), dateOf(day2), []fl{charge("pay_1", "USD", 5000)}))
 	if third.Mismatches[contracts.MismatchDuplicateLine] != 1 || third.Matched != 0 {
 		t.Fatalf("a line settled on another day: %+v", third)
+	}
+}
+
+// The order entries of one checkout arrive together from the ledger:
+// concurrent projections of one reference converge on one row, without
+// asking for redeliveries.
+func TestConcurrentEntriesOfOneCheckout(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, Config{})
+	at := day1.Add(9 * time.Hour)
+	var wg sync.WaitGroup
+	errs := make(chan error, 120)
+	for i := range 40 {
+		ref := fmt.Sprintf("pay_race_%d", i)
+		for range 3 {
+			wg.Go(func() {
+				ev, _ := json.Marshal(contracts.LedgerEntryPosted{EntryID: uuid.NewString(), ExternalID: "order_captured:" + uuid.NewString(),
+					Kind: contracts.EntryOrderCaptured, MerchantID: "m1", Currency: "USD", Reference: "co_" + ref, PSPReference: ref,
+					PSPAmountMinor: 3000, PostedAt: at, Postings: []contracts.Posting{}})
+				d := outbox.Delivery{MsgID: uuid.New(), Subject: contracts.SubjectLedgerEntryPosted,
+					Type: contracts.TypeOf(contracts.SubjectLedgerEntryPosted), Payload: ev}
+				_, err := Store.Handle(context.Background(), e.pool, contracts.ReconLedgerConsumer, d.MsgID, d.Subject,
+					func(ctx context.Context, tx pgx.Tx) error { return e.r.entryPosted(ctx, tx, d) })
+				errs <- err
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent entry: %v", err)
+		}
+	}
+	if n := e.count(t, `SELECT count(*) FROM recon.expected WHERE gross_minor = 3000`); n != 40 {
+		t.Fatalf("%d expected rows, want 40", n)
 	}
 }
