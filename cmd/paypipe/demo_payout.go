@@ -333,9 +333,12 @@ WHERE e.external_id = ANY($1) GROUP BY 1, 2, 3 ORDER BY 1, 2 DESC, 3`, batches)
 		return err
 	}
 	d.check("   ", "running the day again returns the same run, posting nothing twice", again.RunID == sum.RunID && again.Batches == sum.Batches)
-	if cfg.ReconReportDir != "" {
-		d.say("   report: %s (summary JSON, mismatches as CSV and JSON; `paypipe recon report --date %s`)", cfg.ReconReportDir, sum.SettlementDate)
+	where := "kept"
+	if !d.o.keepData {
+		where = "removed with the demo's data directory; --keep-data keeps it"
 	}
+	d.say("   report: %s (%s): the summary as JSON, the mismatches as CSV and JSON; `paypipe recon report --date %s` shows it from the database",
+		cfg.ReconReportDir, where, sum.SettlementDate)
 	return nil
 }
 

@@ -46,10 +46,20 @@ func TestDemo(t *testing.T) {
 			`every seller's pending balance is the net of its paid orders .*: OK`,
 			`(?m)^   b\s+failed\s+1\s+0\s+-`,
 			`one charge per paid checkout \(5\), none for the declined: OK`,
-			// 6: verify.
+			// 6: pay-out.
+			`every seller's delivered net is available, less the refund's share; nothing is left pending: OK`,
+			`a second run for the same period requests nothing: OK`,
+			`one payout per seller and currency \(6\), each the whole available balance: OK`,
+			`(?m)^   Atelier Ada\s+USD 29\.10\s+paid\s+po_[a-z0-9]+\s`,
+			`after the payouts every balance is paid out: pending 0, available 0: OK`,
+			// 7: reconciliation (run 2's file holds run 1's lines too).
+			`every line of the file matched the ledger \((\d+) of \d+\), no mismatch: OK`,
+			`running the day again returns the same run, posting nothing twice: OK`,
+			// 8: verify.
 			`I2 ledger balanced per entry and currency; balances equal postings: OK`,
 			`I3 wallet equals ledger seller_payable: OK`,
 			`I5 no event lost: outbox rows unpublished after the grace period: OK`,
+			`I9 payout safety: payouts whose amount differs from what the wallet reserved for them: OK`,
 			`(?m)^paypipe demo: OK in \S+$`,
 		} {
 			if !regexp.MustCompile(want).MatchString(r.stdout) {
