@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/paypipe/paypipe/contracts"
 	"github.com/paypipe/paypipe/contracts/money"
+	"github.com/paypipe/paypipe/internal/loop"
 	"github.com/paypipe/paypipe/outbox"
 	"github.com/paypipe/paypipe/outbox/retry"
 	"github.com/paypipe/paypipe/services/psp"
@@ -156,37 +156,8 @@ type claimedRefund struct {
 // runRefunder claims due refunds (to create, or to poll) and calls the
 // PSP for each, at most Concurrency at a time, like the registrar.
 func (e *Executor) runRefunder(ctx context.Context) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	var errDelay time.Duration
-	for {
-		n, err := e.refundOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if e.cfg.hooks.afterRefunderPass != nil {
-			e.cfg.hooks.afterRefunderPass()
-		}
-		wait := e.cfg.PollInterval
-		switch {
-		case err != nil:
-			errDelay = loopErrDelay(errDelay)
-			wait = errDelay
-			e.log.Warn("refunder pass failed", "err", err, "retry_in", wait)
-		case n >= e.cfg.BatchSize:
-			errDelay = 0
-			continue
-		default:
-			errDelay = 0
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-e.refundWake:
-		case <-timer.C:
-		}
-	}
+	loop.Passes(ctx, loop.Options{Name: "refunder", Interval: e.cfg.PollInterval, Batch: e.cfg.BatchSize,
+		Wake: e.refundWake, AfterPass: e.cfg.hooks.afterRefunderPass, Log: e.log}, e.refundOnce)
 }
 
 func (e *Executor) wakeRefunder() {

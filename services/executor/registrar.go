@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/paypipe/paypipe/contracts"
+	"github.com/paypipe/paypipe/internal/loop"
 	"github.com/paypipe/paypipe/outbox/retry"
 	"github.com/paypipe/paypipe/services/psp"
 )
@@ -30,59 +30,13 @@ type claimed struct {
 // slots, so a claimed row never waits for a slot while its lease runs, and
 // one slow PSP call does not hold back the others.
 func (e *Executor) runRegistrar(ctx context.Context) {
-	slots := make(chan struct{}, e.cfg.Concurrency)
-	freed := make(chan struct{}, 1)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	var errDelay time.Duration
-	for {
-		wait := e.cfg.PollInterval
-		if free := cap(slots) - len(slots); free > 0 {
-			limit := min(free, e.cfg.BatchSize)
-			rows, err := e.claimAttempts(ctx, limit)
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				errDelay = loopErrDelay(errDelay)
-				wait = errDelay
-				e.log.Warn("registrar claim failed", "err", err, "retry_in", wait)
-			} else {
-				errDelay = 0
-			}
-			for _, a := range rows {
-				slots <- struct{}{} // never blocks: len(rows) ≤ free
-				e.metrics.inFlight.Inc()
-				wg.Go(func() {
-					defer func() {
-						e.metrics.inFlight.Dec()
-						<-slots
-						select {
-						case freed <- struct{}{}:
-						default:
-						}
-					}()
-					e.attempt(ctx, a)
-				})
-			}
-			if e.cfg.hooks.afterRegistrarPass != nil {
-				e.cfg.hooks.afterRegistrarPass()
-			}
-			if err == nil && len(rows) == limit && len(slots) < cap(slots) {
-				continue // more may be due, and there is room for them
-			}
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-e.wake:
-		case <-freed:
-		case <-timer.C:
-		}
-	}
+	loop.Dispatch(ctx, loop.Options{Name: "registrar", Interval: e.cfg.PollInterval, Batch: e.cfg.BatchSize,
+		Wake: e.wake, AfterPass: e.cfg.hooks.afterRegistrarPass, Log: e.log}, e.cfg.Concurrency,
+		e.claimAttempts, func(ctx context.Context, a claimed) {
+			e.metrics.inFlight.Inc()
+			defer e.metrics.inFlight.Dec()
+			e.attempt(ctx, a)
+		})
 }
 
 // attempt makes one attempt at a claimed checkout: at most a lookup and a

@@ -4,43 +4,16 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
+
+	"github.com/paypipe/paypipe/internal/loop"
 )
 
 // runResolver polls the PSP for registered payments whose status is not
 // final, because webhooks can be lost (RELIABILITY F8). Each pass claims up
 // to BatchSize due payments and polls them, at most Concurrency at a time.
 func (e *Executor) runResolver(ctx context.Context) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	var errDelay time.Duration
-	for {
-		n, err := e.resolveOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if e.cfg.hooks.afterResolverPass != nil {
-			e.cfg.hooks.afterResolverPass()
-		}
-		wait := e.cfg.ResolvePollInterval
-		switch {
-		case err != nil:
-			errDelay = loopErrDelay(errDelay)
-			wait = errDelay
-			e.log.Warn("resolver pass failed", "err", err, "retry_in", wait)
-		case n >= e.cfg.BatchSize:
-			errDelay = 0
-			continue // more may be due
-		default:
-			errDelay = 0
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-	}
+	loop.Passes(ctx, loop.Options{Name: "resolver", Interval: e.cfg.ResolvePollInterval, Batch: e.cfg.BatchSize,
+		AfterPass: e.cfg.hooks.afterResolverPass, Log: e.log}, e.resolveOnce)
 }
 
 // resolveOnce claims one batch of due polls and polls each.

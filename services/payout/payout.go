@@ -277,9 +277,3 @@ func (s *Service) wakeRelay() {
 		s.cfg.WakeRelay()
 	}
 }
-
-// loopErrDelay is the bounded backoff of a loop whose pass failed (database
-// unavailable): 100ms doubling to 5s.
-func loopErrDelay(prev time.Duration) time.Duration {
-	return min(max(2*prev, 100*time.Millisecond), 5*time.Second)
-}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/paypipe/paypipe/contracts"
+	"github.com/paypipe/paypipe/internal/loop"
 	"github.com/paypipe/paypipe/outbox/retry"
 	"github.com/paypipe/paypipe/services/psp"
 )
@@ -35,36 +36,8 @@ type polled struct {
 // runResolver polls the PSP for sent payouts whose final webhook did not
 // come within ResolveAfter: webhooks can be lost.
 func (s *Service) runResolver(ctx context.Context) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	var errDelay time.Duration
-	for {
-		n, err := s.resolveOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if s.cfg.hooks.afterResolverPass != nil {
-			s.cfg.hooks.afterResolverPass()
-		}
-		wait := s.cfg.ResolvePollInterval
-		switch {
-		case err != nil:
-			errDelay = loopErrDelay(errDelay)
-			wait = errDelay
-			s.log.Warn("resolver pass failed", "err", err, "retry_in", wait)
-		case n >= s.cfg.BatchSize:
-			errDelay = 0
-			continue // more may be due
-		default:
-			errDelay = 0
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-	}
+	loop.Passes(ctx, loop.Options{Name: "resolver", Interval: s.cfg.ResolvePollInterval, Batch: s.cfg.BatchSize,
+		AfterPass: s.cfg.hooks.afterResolverPass, Log: s.log}, s.resolveOnce)
 }
 
 // resolveOnce claims one batch of due polls and polls each, at most

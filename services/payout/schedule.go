@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/paypipe/paypipe/internal/loop"
 )
 
 // schedule is Config.Schedule parsed: off, daily at an offset into the UTC
@@ -96,7 +98,7 @@ func (s *Service) runSchedule(ctx context.Context) {
 			s.cfg.hooks.afterScheduledRun(period, res, err)
 		}
 		if err != nil {
-			errDelay = loopErrDelay(errDelay)
+			errDelay = loop.ErrDelay(errDelay)
 			s.log.Warn("scheduled payout run failed; retrying", "period", period, "err", err, "retry_in", errDelay)
 			timer.Reset(errDelay)
 			continue

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/paypipe/paypipe/contracts"
+	"github.com/paypipe/paypipe/internal/loop"
 	"github.com/paypipe/paypipe/services/psp"
 )
 
@@ -38,57 +37,8 @@ type claim struct {
 // Concurrency at a time, claiming only as many as it has free call slots
 // so a claimed payout never waits for a slot while its lease runs.
 func (s *Service) runSender(ctx context.Context) {
-	slots := make(chan struct{}, s.cfg.Concurrency)
-	freed := make(chan struct{}, 1)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	var errDelay time.Duration
-	for {
-		wait := s.cfg.PollInterval
-		if free := cap(slots) - len(slots); free > 0 {
-			limit := min(free, s.cfg.BatchSize)
-			claims, err := s.claimSends(ctx, limit)
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				errDelay = loopErrDelay(errDelay)
-				wait = errDelay
-				s.log.Warn("sender claim failed", "err", err, "retry_in", wait)
-			} else {
-				errDelay = 0
-			}
-			for _, c := range claims {
-				slots <- struct{}{} // never blocks: len(claims) ≤ free
-				wg.Go(func() {
-					defer func() {
-						<-slots
-						select {
-						case freed <- struct{}{}:
-						default:
-						}
-					}()
-					s.send(ctx, c)
-				})
-			}
-			if s.cfg.hooks.afterSenderPass != nil {
-				s.cfg.hooks.afterSenderPass()
-			}
-			if err == nil && len(claims) == limit && len(slots) < cap(slots) {
-				continue
-			}
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.wake:
-		case <-freed:
-		case <-timer.C:
-		}
-	}
+	loop.Dispatch(ctx, loop.Options{Name: "sender", Interval: s.cfg.PollInterval, Batch: s.cfg.BatchSize,
+		Wake: s.wake, AfterPass: s.cfg.hooks.afterSenderPass, Log: s.log}, s.cfg.Concurrency, s.claimSends, s.send)
 }
 
 // claimSends leases up to n created payouts that are due (never tried, or
