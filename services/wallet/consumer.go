@@ -142,35 +142,12 @@ func (c consumer) orderFulfilled(ctx context.Context, tx pgx.Tx, d outbox.Delive
 	}
 	ch := change{SellerID: ev.SellerID, MerchantID: ev.MerchantID, Currency: ev.Currency,
 		Cause: contracts.CauseOrderFulfilled, Ref: ev.PaymentOrderID, PaymentOrderID: ev.PaymentOrderID}
-	b, found, err := lockBalance(ctx, tx, ev.SellerID, ev.Currency, ev.MerchantID, false)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return fmt.Errorf("%w: order %s fulfilled", ErrNotYet, ev.PaymentOrderID)
-	}
-	if prev, done, err := findChange(ctx, tx, ch.Cause, ch.Ref); err != nil || done {
-		if err == nil {
-			err = sameSubject(prev, ch)
-		}
-		return err
-	}
-	credit, ok, err := findChange(ctx, tx, contracts.CauseOrderSucceeded, ev.PaymentOrderID)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: order %s fulfilled", ErrNotYet, ev.PaymentOrderID)
-	}
-	if err := sameSubject(credit, change{SellerID: ev.SellerID, Currency: ev.Currency, PaymentOrderID: ev.PaymentOrderID,
-		Cause: ch.Cause, Ref: ch.Ref}); err != nil {
+	b, credit, done, err := orderEffect(ctx, tx, ch, "order "+ev.PaymentOrderID+" fulfilled")
+	if err != nil || done {
 		return err
 	}
 	if credit.DeltaPending != ev.NetMinor {
 		return fmt.Errorf("%w: order %s fulfilled with net %d, credited %d", ErrConflict, ev.PaymentOrderID, ev.NetMinor, credit.DeltaPending)
-	}
-	if err := sameMerchant(b, ch); err != nil {
-		return err
 	}
 	taken, err := sumDeltaPending(ctx, tx, contracts.CauseRefund, ev.PaymentOrderID) // ≤ 0
 	if err != nil {
@@ -180,6 +157,39 @@ func (c consumer) orderFulfilled(ctx context.Context, tx pgx.Tx, d outbox.Delive
 	ch.DeltaPending, ch.DeltaAvailable = -move, move
 	_, err = record(ctx, tx, b, ch)
 	return err
+}
+
+// orderEffect starts a change ch that concerns one payment order (a
+// fulfilment, a refund): it locks the balance, reports done for an effect
+// recorded before (a re-send: nothing to do, or ErrConflict if recorded for
+// another subject), and returns the order's credit. The balance or the
+// credit missing is ErrNotYet: the order's payments.order.succeeded has not
+// been applied yet, and the event is retried.
+func orderEffect(ctx context.Context, tx pgx.Tx, ch change, what string) (b Balance, credit change, done bool, err error) {
+	b, found, err := lockBalance(ctx, tx, ch.SellerID, ch.Currency, ch.MerchantID, false)
+	if err != nil {
+		return b, credit, false, err
+	}
+	if !found {
+		return b, credit, false, fmt.Errorf("%w: %s", ErrNotYet, what)
+	}
+	if prev, recorded, err := findChange(ctx, tx, ch.Cause, ch.Ref); err != nil || recorded {
+		if err == nil {
+			err = sameSubject(prev, ch)
+		}
+		return b, credit, true, err
+	}
+	credit, ok, err := findChange(ctx, tx, contracts.CauseOrderSucceeded, ch.PaymentOrderID)
+	if err != nil {
+		return b, credit, false, err
+	}
+	if !ok {
+		return b, credit, false, fmt.Errorf("%w: %s", ErrNotYet, what)
+	}
+	if err := sameSubject(credit, ch); err != nil {
+		return b, credit, false, err
+	}
+	return b, credit, false, sameMerchant(b, ch)
 }
 
 // refundSucceeded takes a refund's net from the seller: from available if
@@ -198,30 +208,8 @@ func (c consumer) refundSucceeded(ctx context.Context, tx pgx.Tx, d outbox.Deliv
 	}
 	ch := change{SellerID: ev.SellerID, MerchantID: ev.MerchantID, Currency: ev.Currency,
 		Cause: contracts.CauseRefund, Ref: ev.RefundID, PaymentOrderID: ev.PaymentOrderID}
-	b, found, err := lockBalance(ctx, tx, ev.SellerID, ev.Currency, ev.MerchantID, false)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return fmt.Errorf("%w: refund %s of order %s", ErrNotYet, ev.RefundID, ev.PaymentOrderID)
-	}
-	if prev, done, err := findChange(ctx, tx, ch.Cause, ch.Ref); err != nil || done {
-		if err == nil {
-			err = sameSubject(prev, ch)
-		}
-		return err
-	}
-	credit, ok, err := findChange(ctx, tx, contracts.CauseOrderSucceeded, ev.PaymentOrderID)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: refund %s of order %s", ErrNotYet, ev.RefundID, ev.PaymentOrderID)
-	}
-	if err := sameSubject(credit, ch); err != nil {
-		return err
-	}
-	if err := sameMerchant(b, ch); err != nil {
+	b, _, done, err := orderEffect(ctx, tx, ch, "refund "+ev.RefundID+" of order "+ev.PaymentOrderID)
+	if err != nil || done {
 		return err
 	}
 	_, fulfilled, err := findChange(ctx, tx, contracts.CauseOrderFulfilled, ev.PaymentOrderID)
