@@ -104,6 +104,13 @@ func scanPayout(row pgx.CollectableRow) (Payout, error) {
 }
 
 func (s *Service) getPayout(w http.ResponseWriter, r *http.Request) error {
+	return getOwned(s, w, r, "payout", payoutSelect, scanPayout)
+}
+
+// getOwned answers GET /v1/<objects>/{id}: the authenticated merchant's
+// object with that id; any other id, another merchant's included, is the
+// same 404. query selects the object's columns; scan reads one row.
+func getOwned[T any](s *Service, w http.ResponseWriter, r *http.Request, what, query string, scan pgx.RowToFunc[T]) error {
 	if _, err := strictQuery(r); err != nil {
 		return err
 	}
@@ -112,18 +119,18 @@ func (s *Service) getPayout(w http.ResponseWriter, r *http.Request) error {
 		return notFound()
 	}
 	ctx := r.Context()
-	rows, err := s.pool.Query(ctx, payoutSelect+` WHERE id = $1 AND merchant_id = $2`, id, merchantFrom(ctx).ID)
+	rows, err := s.pool.Query(ctx, query+` WHERE id = $1 AND merchant_id = $2`, id, merchantFrom(ctx).ID)
 	if err != nil {
-		return dbError(fmt.Errorf("read payout: %w", err))
+		return dbError(fmt.Errorf("read %s: %w", what, err))
 	}
-	p, err := pgx.CollectExactlyOneRow(rows, scanPayout)
+	v, err := pgx.CollectExactlyOneRow(rows, scan)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notFound()
 	}
 	if err != nil {
-		return dbError(fmt.Errorf("read payout: %w", err))
+		return dbError(fmt.Errorf("read %s: %w", what, err))
 	}
-	return writeJSON(w, http.StatusOK, p)
+	return writeJSON(w, http.StatusOK, v)
 }
 
 // listPayouts is GET /v1/payouts: the merchant's payouts, newest first,

@@ -234,26 +234,7 @@ func scanRefund(row pgx.CollectableRow) (Refund, error) {
 }
 
 func (s *Service) getRefund(w http.ResponseWriter, r *http.Request) error {
-	if _, err := strictQuery(r); err != nil {
-		return err
-	}
-	id, ok := parseUUID(r.PathValue("id"))
-	if !ok {
-		return notFound()
-	}
-	ctx := r.Context()
-	rows, err := s.pool.Query(ctx, refundSelect+` WHERE id = $1 AND merchant_id = $2`, id, merchantFrom(ctx).ID)
-	if err != nil {
-		return dbError(fmt.Errorf("read refund: %w", err))
-	}
-	rf, err := pgx.CollectExactlyOneRow(rows, scanRefund)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return notFound()
-	}
-	if err != nil {
-		return dbError(fmt.Errorf("read refund: %w", err))
-	}
-	return writeJSON(w, http.StatusOK, rf)
+	return getOwned(s, w, r, "refund", refundSelect, scanRefund)
 }
 
 // parseLimit reads the limit parameter of a list: 1..maxListLimit, default
