@@ -450,3 +450,89 @@ func TestPayoutAndRefundWhenThePSPFails(t *testing.T) {
 	awaitVerified(t, a)
 	assertEventsValid(t, a)
 }
+
+// TestRefundAfterPayoutIsRecoveredFromLaterSales: a refund of an order
+// already paid out leaves the seller owing the platform (available < 0);
+// no payout is made while it is negative, and the next sale's net pays the
+// debt first: the next payout is the sale's net minus the debt.
+func TestRefundAfterPayoutIsRecoveredFromLaterSales(t *testing.T) {
+	t.Parallel()
+	a := startApp(t)
+	ctx := context.Background()
+	api, sellers := newMerchant(t, a, 1)
+	seller := sellers[0]
+	sell := func(amount int64) payment.PaymentOrder {
+		t.Helper()
+		c := api.directCheckout("GBP", order(seller, amount))
+		api.awaitStatus(c.ID, payment.StatusCompleted, 30*time.Second)
+		o := api.checkout(c.ID).Orders[0]
+		if code := api.do("POST", "/v1/payment_orders/"+o.ID.String()+"/fulfil", map[string]any{}, nil); code != 200 {
+			t.Fatalf("fulfil: %d", code)
+		}
+		return o
+	}
+	runner, err := payout.New(payout.Config{Schedule: "off"}, a.pool, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// payOut runs a period once the payout service has seen available,
+	// and returns what was requested.
+	payOut := func(period string, available int64) payout.RunResult {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, "payout projection", func() (bool, error) {
+			var got int64
+			err := a.pool.QueryRow(ctx, `SELECT coalesce(max(available_minor), 0) FROM payout.balances WHERE seller_id = $1`, seller.ID.String()).Scan(&got)
+			return because(err == nil && got == available, "projected %d, want %d (%v)", got, available, err)
+		})
+		res, err := runner.RunPayouts(ctx, payout.RunRequest{Period: period})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	awaitBalance := func(want [3]int64) {
+		t.Helper()
+		testenv.Eventually(t, 60*time.Second, "seller balance", func() (bool, error) {
+			b := api.balances(seller.ID)["GBP"]
+			return because(b == want, "balance %v, want %v", b, want)
+		})
+	}
+
+	first := sell(10000) // net 9700
+	awaitBalance([3]int64{0, first.NetMinor, 0})
+	if res := payOut("2026-10-01", first.NetMinor); res.Requested != 1 {
+		t.Fatalf("first payout run: %+v", res)
+	}
+	awaitBalance([3]int64{0, 0, first.NetMinor})
+
+	// The whole order is refunded after it was paid out: the seller owes
+	// its net (9700); the platform gives back its fee.
+	r := api.refund(first.ID, 0)
+	if r.NetMinor != first.NetMinor || r.FeeMinor != first.FeeMinor {
+		t.Fatalf("refund split %+v, order %+v", r, first)
+	}
+	awaitBalance([3]int64{0, -first.NetMinor, first.NetMinor})
+	if res := payOut("2026-10-02", -first.NetMinor); res.Requested != 0 || res.Candidates != 0 {
+		t.Fatalf("a payout run while the seller owes money requested %+v", res)
+	}
+
+	// The next sale pays the debt first.
+	second := sell(20000) // net 19400
+	rest := second.NetMinor - first.NetMinor
+	awaitBalance([3]int64{0, rest, first.NetMinor})
+	if res := payOut("2026-10-03", rest); res.Requested != 1 {
+		t.Fatalf("payout after the debt: %+v", res)
+	}
+	awaitBalance([3]int64{0, 0, first.NetMinor + rest})
+	var paid int64
+	testenv.Eventually(t, 60*time.Second, "second payout paid", func() (bool, error) {
+		var p payment.Payout
+		api.do("GET", "/v1/payouts/"+payout.ID(seller.ID.String(), "GBP", "2026-10-03").String(), nil, &p)
+		paid = p.AmountMinor
+		return because(p.Status == contracts.PayoutStatusPaid, "status %q", p.Status)
+	})
+	if paid != rest {
+		t.Fatalf("second payout %d, want the sale's net %d minus the debt %d", paid, second.NetMinor, first.NetMinor)
+	}
+	awaitVerified(t, a)
+}

@@ -80,11 +80,7 @@ func (e *env) openRecon(ctx context.Context, skipWallet bool) (*reconSession, er
 			pool.Close()
 			return nil, fmt.Errorf("PSP client: %w", err)
 		}
-		client = c
-		// The settlement download joins the HTTP client with the pay-out work.
-		if sc, ok := any(c).(psp.SettlementClient); ok {
-			settlements = sc
-		}
+		client, settlements = c, c
 	}
 	r, err := reconciler.New(reconciler.Config{
 		PSPFeeBPS:       int(cfg.PSPFeeBPS),
