@@ -30,9 +30,11 @@ import (
 // `go run ./scripts/chaos -tier ci -seeds 0x5eed -keep`.
 const ciSeed = 0x5EED
 
-// TestChaosCI runs the CI tier (RELIABILITY §6.6): ~240 checkouts under
-// every scenario but F16 (whose freeze must outlast AckWait), against real
-// child processes, then checks every invariant. It needs PostgreSQL's
+// TestChaosCI runs the CI tier (RELIABILITY §6.6): ~240 checkouts, with
+// their fulfilments, refunds (refund races included) and a payout run
+// every 8 s, under every scenario but F16 (whose freeze must outlast
+// AckWait), against real child processes; then reconciles the day with
+// F21's crash and checks every invariant. It needs PostgreSQL's
 // server binaries (initdb, pg_ctl): the run has its own cluster so that F13
 // can stop it.
 func TestChaosCI(t *testing.T) {
@@ -108,6 +110,28 @@ func TestChaosCI(t *testing.T) {
 		t.Logf("F15 skipped: %s", why)
 	} else if s.Expected.PoisonInjected == 0 || s.Expected.DLQCount != s.Expected.PoisonInjected {
 		t.Errorf("F15: poison injected %d, distinct messages in the DLQ %d; want equal and > 0", s.Expected.PoisonInjected, s.Expected.DLQCount)
+	}
+	// The pay-out half: sales, payouts racing refunds (F19), PSP faults on
+	// refunds and payouts (F20), a reconciliation killed and resumed (F21).
+	if s.Sales.Fulfilments == 0 || s.Sales.RefundsAccepted == 0 || s.Sales.RefundRaces == 0 || s.Sales.RaceRefusals == 0 {
+		t.Errorf("sales: %+v; want fulfilments, refunds, refund races and refusals > 0", s.Sales)
+	}
+	if s.Refunds == 0 || s.Payouts == 0 || s.Expected.PSPPayouts == 0 || s.Expected.PSPRefunds == 0 || s.Sales.PayoutRuns < 3 {
+		t.Errorf("refunds %d, payouts %d, PSP payouts %d, PSP refunds %d, payout runs %d; want each > 0 (runs ≥ 3)",
+			s.Refunds, s.Payouts, s.Expected.PSPPayouts, s.Expected.PSPRefunds, s.Sales.PayoutRuns)
+	}
+	if s.FaultsInjected[fPayoutRaces] < 1 || s.FaultsInjected[fPSPPayoutWindows] < 1 {
+		t.Errorf("F19 races %d, F20 windows %d: a scenario did not run", s.FaultsInjected[fPayoutRaces], s.FaultsInjected[fPSPPayoutWindows])
+	}
+	if s.FaultsInjected["psp_after_payout_500s"]+s.FaultsInjected["psp_after_payout_timeouts"]+
+		s.FaultsInjected["psp_after_refund_500s"]+s.FaultsInjected["psp_after_refund_timeouts"] == 0 || s.Expected.PSPPayoutsFailed == 0 {
+		t.Errorf("F20: faults after a PSP refund or payout %v, failed payouts %d; want > 0", s.FaultsInjected, s.Expected.PSPPayoutsFailed)
+	}
+	if !s.Recon.Ran || s.Recon.Lines == 0 || s.Recon.Matched != s.Recon.Lines || len(s.Recon.DiffByCurrency) == 0 {
+		t.Errorf("I8: reconciliation %+v; want every line matched and a diff per currency", s.Recon)
+	}
+	if s.FaultsInjected[fReconKills] != 1 {
+		t.Logf("F21: the kill did not interrupt the run: %s", s.Recon.Crash)
 	}
 	if s.Expected.Charges == 0 || s.Expected.WebhooksReceived == 0 || s.Client.ReplayProbes == 0 {
 		t.Errorf("charges %d, webhooks received %d, replay probes %d: the workload did not run its course",
@@ -190,7 +214,52 @@ VALUES ('s1', 'USD', 'm1', 700, 0, 0, 1)`); err != nil {
 			s.Safety.DoubleCharges, s.Safety.PSPMismatches, s.Safety.PSPLedgerDriftMinorUnits)
 	}
 
-	s.Liveness.Quiescent, s.Verify.Ran, s.Verify.OK = true, true, true
+	// Pay-out: a payout paid twice at the PSP, one paid there but failed
+	// here, a wallet that reserved less than the payouts; a refund
+	// refunded twice, one succeeded here without a PSP refund.
+	comparePayouts(&s, []pspsim.PayoutRecord{
+		{Seq: 1, ID: "po_1", MerchantReference: "p1", AmountMinor: 500, Currency: "EUR", Status: "paid"},
+		{Seq: 2, ID: "po_2", MerchantReference: "p1", AmountMinor: 500, Currency: "EUR", Status: "paid"},
+		{Seq: 3, ID: "po_3", MerchantReference: "p2", AmountMinor: 300, Currency: "EUR", Status: "paid"},
+	}, map[string]payoutRow{"p1": {"s1", "EUR", "paid", 500}, "p2": {"s1", "EUR", "failed", 300}},
+		map[string]int64{"s1/EUR": 400})
+	if s.Safety.DoublePayouts != 1 || s.Safety.PayoutMismatches != 1 || s.Safety.PayoutWalletDriftMinorUnits != 100 {
+		t.Errorf("double payouts %d (want 1), payout mismatches %d (want 1), payout-wallet drift %d (want 100)",
+			s.Safety.DoublePayouts, s.Safety.PayoutMismatches, s.Safety.PayoutWalletDriftMinorUnits)
+	}
+	compareRefunds(&s, []pspsim.RefundRecord{
+		{Seq: 1, ID: "re_1", MerchantReference: "r1", AmountMinor: 100, Currency: "EUR", Status: "succeeded"},
+		{Seq: 2, ID: "re_2", MerchantReference: "r1", AmountMinor: 100, Currency: "EUR", Status: "succeeded"},
+	}, map[string]refundRow{"r1": {"o1", "EUR", "succeeded", 100}, "r2": {"o1", "EUR", "succeeded", 50}})
+	if s.Safety.DoubleRefunds != 1 || s.Safety.RefundMismatches != 1 || s.Refunds != 2 {
+		t.Errorf("double refunds %d (want 1), refund mismatches %d (want 1), refunds %d (want 2)",
+			s.Safety.DoubleRefunds, s.Safety.RefundMismatches, s.Refunds)
+	}
+	// I8: a file whose lines the run did not all match, and books that
+	// differ from the PSP's closing balance.
+	file, err := parseSettlement([]byte("record_type,settlement_date,psp_reference,merchant_reference,currency,gross_minor,fee_minor,net_minor,created_at\n" +
+		"opening_balance,2026-03-10,,,EUR,0,0,0,\n" +
+		"charge,2026-03-10,pay_1,c1,EUR,1000,29,971,2026-03-10T10:00:00Z\n" +
+		"refund,2026-03-10,re_1,r1,EUR,-100,0,-100,2026-03-10T11:00:00Z\n" +
+		"closing_balance,2026-03-10,,,EUR,0,0,871,\n"))
+	if err != nil || file.lines != 2 || file.net["EUR"] != 871 || file.closing["EUR"] != 871 || !file.refs["re_1"] {
+		t.Fatalf("parseSettlement: %+v, %v", file, err)
+	}
+	s.Recon.MismatchesByClass = map[string]int64{}
+	compareRecon(&s, "2026-03-10", reconciler.Summary{Lines: 2, Matched: 1, Mismatches: map[string]int64{"amount_mismatch": 1},
+		MismatchTotal: 1, BalancesOK: true, Totals: []contracts.CurrencyTotals{{Currency: "EUR", FileNetMinor: 871}}}, file)
+	if s.Safety.ReconMismatches != 1 || s.Safety.ReconRerunDiffs != 0 || s.Recon.MismatchesByClass["amount_mismatch"] != 1 {
+		t.Errorf("recon mismatches %d (want 1), rerun diffs %d (want 0), by class %v", s.Safety.ReconMismatches, s.Safety.ReconRerunDiffs, s.Recon.MismatchesByClass)
+	}
+	compareRecon(&s, "2026-03-10", reconciler.Summary{Lines: 1, Matched: 1, BalancesOK: true}, file)
+	if s.Safety.ReconRerunDiffs != 1 {
+		t.Errorf("a summary short of the file's lines: rerun diffs %d, want 1", s.Safety.ReconRerunDiffs)
+	}
+	if d := reconDiff(map[string]int64{"EUR": 5}, map[string]int64{"EUR": 800}, file.closing); d["EUR"] != 5+71 {
+		t.Errorf("recon diff %v, want EUR 76", d)
+	}
+
+	s.Liveness.Quiescent, s.Verify.Ran, s.Verify.OK, s.Recon.Ran = true, true, true, true
 	s.judge(func(string) bool { return false }, nil)
 	if s.OK {
 		t.Error("judge passed a run with violations")

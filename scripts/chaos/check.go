@@ -32,14 +32,18 @@ type quietness struct {
 	openCheckouts   int64
 	executorWork    int64
 	webhooksPending int
+	// payoutsOpen: payouts requested, created or sent; refundsOpen:
+	// refunds pending at payment or not answered by the PSP yet.
+	payoutsOpen     int64
+	refundsOpen     int64
 	consumerPending uint64
 	outboxBacklog   int64
 	report          *verify.Report
 }
 
 func (q quietness) String() string {
-	s := fmt.Sprintf("open checkouts %d, executor work %d, webhooks pending %d, consumer pending %d, outbox backlog %d",
-		q.openCheckouts, q.executorWork, q.webhooksPending, q.consumerPending, q.outboxBacklog)
+	s := fmt.Sprintf("open checkouts %d, executor work %d, open payouts %d, open refunds %d, webhooks pending %d, consumer pending %d, outbox backlog %d",
+		q.openCheckouts, q.executorWork, q.payoutsOpen, q.refundsOpen, q.webhooksPending, q.consumerPending, q.outboxBacklog)
 	if q.report != nil {
 		s += fmt.Sprintf(", verify violations %d", len(q.report.Violations))
 	}
@@ -104,7 +108,11 @@ func (h *harness) look(ctx context.Context) (quietness, error) {
   (SELECT count(*) FROM payment.checkouts WHERE status NOT IN ('failed', 'completed')),
   (SELECT count(*) FROM executor.attempts a WHERE a.status IN ('pending', 'in_flight')
      OR (a.next_poll_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payment.checkouts c
-       WHERE c.id = a.checkout_id AND c.status IN ('failed', 'completed'))))`).Scan(&q.at, &q.openCheckouts, &q.executorWork); err != nil {
+       WHERE c.id = a.checkout_id AND c.status IN ('failed', 'completed')))),
+  (SELECT count(*) FROM payout.payouts WHERE status IN ('requested', 'created', 'sent')),
+  (SELECT count(*) FROM payment.refunds WHERE status = 'pending')
+  + (SELECT count(*) FROM executor.refunds WHERE status IN ('pending', 'in_flight', 'awaiting'))`).Scan(
+		&q.at, &q.openCheckouts, &q.executorWork, &q.payoutsOpen, &q.refundsOpen); err != nil {
 		return q, err
 	}
 	b, err := h.c.admin(qctx, "GET", "/admin/webhooks?state=pending&limit=1000", nil)
@@ -116,7 +124,7 @@ func (h *harness) look(ctx context.Context) (quietness, error) {
 		return q, fmt.Errorf("pending webhooks: %w", err)
 	}
 	q.webhooksPending = len(page.Events)
-	if q.openCheckouts > 0 || q.executorWork > 0 || q.webhooksPending > 0 {
+	if q.openCheckouts > 0 || q.executorWork > 0 || q.payoutsOpen > 0 || q.refundsOpen > 0 || q.webhooksPending > 0 {
 		return q, nil
 	}
 	out, err := h.c.paypipeCmd(qctx, 30*time.Second, false, "outbox", "status", "-o", "json")
@@ -254,6 +262,20 @@ func (h *harness) measure(ctx context.Context, s *Summary, rep *verify.Report) e
 	if err := h.measureCharges(ctx, s); err != nil {
 		return err
 	}
+	h.w.measureSales(s)
+	for _, run := range h.pay.all() {
+		s.Sales.PayoutRuns++
+		if run.Outcome == outcomeInfo {
+			s.Safety.UnresolvedClientOps++
+			s.Failures = append(s.Failures, fmt.Sprintf("payout run %s unanswered: %s", run.Period, run.Err))
+		}
+	}
+	if err := h.measurePayouts(ctx, s); err != nil {
+		return err
+	}
+	if err := h.measureRefunds(ctx, s); err != nil {
+		return err
+	}
 
 	if err := h.measureLedger(ctx, s); err != nil {
 		return err
@@ -303,6 +325,9 @@ func (h *harness) measure(ctx context.Context, s *Summary, rep *verify.Report) e
 		"psp_after_charge_timeouts": inj.HangAfterCharge, "psp_after_charge_500s": inj.FailAfterCharge,
 		"psp_before_charge_500s": inj.FailBeforeCharge, "dup_webhooks": inj.DuplicateWebhooks,
 		"ooo_webhook_batches": inj.ReorderedBatches, "dropped_webhooks": inj.DroppedWebhooks,
+		"psp_after_refund_500s": inj.FailAfterRefund, "psp_after_refund_timeouts": inj.HangAfterRefund,
+		"psp_after_payout_500s": inj.FailAfterPayout, "psp_after_payout_timeouts": inj.HangAfterPayout,
+		"psp_failed_payouts": inj.FailedPayouts,
 	} {
 		s.FaultsInjected[k] = v
 	}
@@ -338,20 +363,29 @@ func (h *harness) measureLedger(ctx context.Context, s *Summary) error {
 )
 SELECT coalesce(sum(abs(coalesce(w.bal, 0) - coalesce(l.bal, 0))), 0)::bigint FROM w FULL JOIN l USING (seller_id, currency)`,
 			[]any{contracts.AccountSellerPayablePrefix}},
-		// Σ |wallet − Σ net of the seller's captured orders|: what sellers are
-		// owed is exactly what the payment service says they earned.
+		// Σ |wallet − Σ net of the seller's captured orders, less the net of
+		// their succeeded refunds|: what sellers are owed (paid out or not)
+		// is exactly what the payment service says they earned.
 		{&s.Safety.WalletOrderDriftMinorUnits, `WITH o AS (
-  SELECT seller_id::text, currency, sum(net_minor::numeric) AS net FROM payment.payment_orders
-  WHERE status IN ('succeeded', 'completed') GROUP BY 1, 2
+  SELECT seller_id, currency, sum(net) AS net FROM (
+    SELECT seller_id::text, currency, net_minor::numeric AS net FROM payment.payment_orders
+    WHERE status IN ('succeeded', 'completed')
+    UNION ALL SELECT seller_id::text, currency, -net_minor::numeric FROM payment.refunds WHERE status = 'succeeded') x
+  GROUP BY 1, 2
 ), w AS (
   SELECT seller_id, currency, pending_minor::numeric + available_minor + paid_out_minor AS bal FROM wallet.balances
 )
 SELECT coalesce(sum(abs(coalesce(o.net, 0) - coalesce(w.bal, 0))), 0)::bigint FROM o FULL JOIN w USING (seller_id, currency)`, nil},
-		// The same effect recorded twice: two journal entries for one order,
+		// The same effect recorded twice: two capture entries for one order,
+		// more refund entries for an order than it has succeeded refunds,
 		// two wallet changes for one cause, two transitions into one status.
 		{&s.Safety.EffectsAppliedTwice, `SELECT
   (SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM ledger.journal_entries
-     WHERE payment_order_id IS NOT NULL GROUP BY payment_order_id, kind HAVING count(*) > 1) a)
+     WHERE payment_order_id IS NOT NULL AND kind <> '` + contracts.EntryOrderRefunded + `' GROUP BY payment_order_id, kind HAVING count(*) > 1) a)
++ (SELECT coalesce(sum(greatest(n - coalesce(r.k, 0), 0)), 0) FROM (SELECT payment_order_id, count(*) AS n FROM ledger.journal_entries
+     WHERE kind = '` + contracts.EntryOrderRefunded + `' GROUP BY payment_order_id) e
+   LEFT JOIN (SELECT payment_order_id::text AS payment_order_id, count(*) AS k FROM payment.refunds WHERE status = 'succeeded'
+     GROUP BY 1) r USING (payment_order_id))
 + (SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM wallet.changes GROUP BY cause, ref HAVING count(*) > 1) b)
 + (SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM payment.status_transitions
      GROUP BY object_id, to_status HAVING count(*) > 1) c)`, nil},
@@ -407,10 +441,23 @@ func (h *harness) measureCharges(ctx context.Context, s *Summary) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	// The receivable before settlement (which moves it to the bank, I8
+	// after reconciliation) is Σ charges − Σ refunds: the PSP's refunds
+	// are added back, so that it compares with the charges alone.
 	receivable := map[string]int64{}
-	if err := h.groupCount(ctx, `SELECT currency, sum(CASE WHEN direction = 'debit' THEN amount_minor ELSE -amount_minor END)::bigint
-FROM ledger.postings WHERE account = '`+contracts.AccountPSPReceivable+`' GROUP BY currency`, receivable); err != nil {
+	if err := h.groupCount(ctx, `SELECT p.currency, sum(CASE WHEN p.direction = 'debit' THEN p.amount_minor ELSE -p.amount_minor END)::bigint
+FROM ledger.postings p JOIN ledger.journal_entries e ON e.id = p.entry_id
+WHERE p.account = '`+contracts.AccountPSPReceivable+`' AND e.kind <> '`+contracts.EntrySettlement+`' GROUP BY p.currency`, receivable); err != nil {
 		return err
+	}
+	refunds, err := h.c.pspRefunds(ctx)
+	if err != nil {
+		return fmt.Errorf("refund log: %w", err)
+	}
+	for _, r := range refunds {
+		if r.Status == "succeeded" {
+			receivable[r.Currency] += r.AmountMinor
+		}
 	}
 	compareCharges(s, charges, cos, receivable)
 	return nil

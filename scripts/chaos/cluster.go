@@ -152,13 +152,16 @@ func newCluster(ctx context.Context, cfg Config, log *slog.Logger) (*cluster, er
 			"PAYPIPE_HTTP_ADDR="+strings.TrimPrefix(addr, "http://"), "PAYPIPE_DATA_DIR="+filepath.Join(c.base, data))
 	}
 	c.a = &proc{name: "A (payment executor payout)", path: c.paypipe, args: []string{"serve", "payment", "executor", "payout"}, logPath: logf("a"), log: log,
+		// Payouts are requested by the harness only (payouts.go), never by
+		// a schedule that could fire mid-run.
 		env: append(serveEnv(c.apiURL, "data-a"), "PAYPIPE_PSP_URL="+c.pspURL, "PAYPIPE_PSP_API_KEY="+c.apiKey,
-			"PAYPIPE_PSP_WEBHOOK_SECRETS="+c.secret),
+			"PAYPIPE_PSP_WEBHOOK_SECRETS="+c.secret, "PAYPIPE_PAYOUT_SCHEDULE=off"),
 		ready: func(ctx context.Context) error { return c.httpOK(ctx, c.apiURL+"/readyz") }}
 	c.b = &proc{name: "B (ledger wallet reconciler)", path: c.paypipe, args: []string{"serve", "ledger", "wallet", "reconciler"}, logPath: logf("b"), log: log,
-		// The reconciler asks the PSP about charges the ledger lacks.
+		// The reconciler asks the PSP about charges the ledger lacks; its
+		// nightly run is off: the harness reconciles (F21, I8).
 		env: append(serveEnv(c.bURL, "data-b"), "PAYPIPE_PSP_URL="+c.pspURL, "PAYPIPE_PSP_API_KEY="+c.apiKey,
-			"PAYPIPE_PSP_WEBHOOK_SECRETS="+c.secret),
+			"PAYPIPE_PSP_WEBHOOK_SECRETS="+c.secret, "PAYPIPE_RECON_AT=off"),
 		ready: func(ctx context.Context) error { return c.httpOK(ctx, c.bURL+"/readyz") }}
 	c.procs = []*proc{c.nats, c.psp, c.a, c.b}
 	c.scrapes = newScraper(c)
@@ -291,7 +294,7 @@ func (c *cluster) paypipeCmd(ctx context.Context, timeout time.Duration, allowEx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.paypipe, args...)
-	cmd.Env = append(baseEnv(), "DATABASE_URL="+c.pg.url(), "NATS_URL="+c.natsURL, "PAYPIPE_LOG_LEVEL=warn")
+	cmd.Env = c.cliEnv()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -300,6 +303,13 @@ func (c *cluster) paypipeCmd(ctx context.Context, timeout time.Duration, allowEx
 		return stdout.Bytes(), fmt.Errorf("paypipe %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.Bytes(), nil
+}
+
+// cliEnv is the environment of a paypipe CLI command: the run's database,
+// broker and PSP (recon run downloads the settlement file).
+func (c *cluster) cliEnv() []string {
+	return append(baseEnv(), "DATABASE_URL="+c.pg.url(), "NATS_URL="+c.natsURL, "PAYPIPE_LOG_LEVEL=warn",
+		"PAYPIPE_PSP_URL="+c.pspURL, "PAYPIPE_PSP_API_KEY="+c.apiKey, "PAYPIPE_PSP_WEBHOOK_SECRETS="+c.secret)
 }
 
 // setFaults replaces the simulator's faults through its admin API.
@@ -372,4 +382,73 @@ func (c *cluster) charges(ctx context.Context) ([]pspsim.Charge, error) {
 		after = page.Charges[len(page.Charges)-1].ID
 	}
 	return nil, errors.New("charge log: too many pages")
+}
+
+// pspPayouts reads the simulator's whole payout log, page by page.
+func (c *cluster) pspPayouts(ctx context.Context) ([]pspsim.PayoutRecord, error) {
+	var out []pspsim.PayoutRecord
+	after := int64(0)
+	for range 100_000 {
+		b, err := c.admin(ctx, http.MethodGet, fmt.Sprintf("/admin/payouts?limit=1000&starting_after=%d", after), nil)
+		if err != nil {
+			return nil, err
+		}
+		var page pspsim.PayoutRecordsPage
+		if err := json.Unmarshal(b, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Payouts...)
+		if !page.HasMore || len(page.Payouts) == 0 {
+			return out, nil
+		}
+		after = page.Payouts[len(page.Payouts)-1].Seq
+	}
+	return nil, errors.New("payout log: too many pages")
+}
+
+// pspRefunds reads the simulator's whole refund log, page by page.
+func (c *cluster) pspRefunds(ctx context.Context) ([]pspsim.RefundRecord, error) {
+	var out []pspsim.RefundRecord
+	after := int64(0)
+	for range 100_000 {
+		b, err := c.admin(ctx, http.MethodGet, fmt.Sprintf("/admin/refunds?limit=1000&starting_after=%d", after), nil)
+		if err != nil {
+			return nil, err
+		}
+		var page pspsim.RefundRecordsPage
+		if err := json.Unmarshal(b, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Refunds...)
+		if !page.HasMore || len(page.Refunds) == 0 {
+			return out, nil
+		}
+		after = page.Refunds[len(page.Refunds)-1].Seq
+	}
+	return nil, errors.New("refund log: too many pages")
+}
+
+// settlementFile downloads the simulator's settlement file of a day, as
+// the reconciler does (GET /v1/settlements/{date}, the API key).
+func (c *cluster) settlementFile(ctx context.Context, day string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.pspURL+"/v1/settlements/"+day, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.apiKey)
+	res, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("settlement file %s: %d %s", day, res.StatusCode, truncate(b, 200))
+	}
+	return b, nil
 }

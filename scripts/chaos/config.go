@@ -20,11 +20,14 @@ const (
 	scDupWindow    = "F11"  // relay republishes after a 1 s duplicate window
 	scSlowHandler  = "F16"  // process B frozen (SIGSTOP) for longer than AckWait
 	scPoison       = "F15"  // malformed event → DLQ → replay
+	scPayoutRace   = "F19"  // a payout run racing full refunds on one seller's orders
+	scPSPPayout    = "F20"  // PSP refunds and payouts answer 500 or hang after committing; some payouts fail
+	scReconCrash   = "F21"  // `paypipe recon run` SIGKILLed mid-run, then run to completion (checks phase)
 )
 
 // allScenarios in the order the brief ranks them.
 var allScenarios = []string{scNATSKill, scConsumerKill, scRelayKill, scPSPAfter, scWebhooks, scSameKey,
-	scPGRestart, scDupWindow, scSlowHandler, scPoison}
+	scPGRestart, scDupWindow, scSlowHandler, scPoison, scPayoutRace, scPSPPayout, scReconCrash}
 
 // Config is one chaos run.
 type Config struct {
@@ -43,6 +46,12 @@ type Config struct {
 	// HostedShare is the share of hosted checkouts, paid by POSTing the
 	// simulator's card form.
 	HostedShare float64
+	// SaleShare is the share of completed checkouts whose orders the
+	// merchant then fulfils and refunds (planned per order from the seed).
+	SaleShare float64
+	// PayoutEvery is the interval of the workload's payout runs (each with
+	// a period of its own, some as two racing processes).
+	PayoutEvery time.Duration
 	// Scenarios to run; Rounds times each (soak repeats them throughout).
 	Scenarios []string
 	Rounds    int
@@ -68,8 +77,8 @@ type Config struct {
 // tier returns a preset. small is what CI runs (a few minutes); soak is
 // the 10,000-checkout run with faults firing throughout.
 func tier(name string) (Config, error) {
-	c := Config{Tier: name, Concurrency: 16, HostedShare: 0.2, Scenarios: slices.Clone(allScenarios), Rounds: 1,
-		OpTimeout: 45 * time.Second, ChildLogLevel: "warn"}
+	c := Config{Tier: name, Concurrency: 16, HostedShare: 0.2, SaleShare: 0.5, PayoutEvery: 8 * time.Second,
+		Scenarios: slices.Clone(allScenarios), Rounds: 1, OpTimeout: 45 * time.Second, ChildLogLevel: "warn"}
 	switch name {
 	case "ci":
 		// The Go test's tier: everything but F16, whose freeze must outlast
@@ -80,6 +89,7 @@ func tier(name string) (Config, error) {
 		c.Checkouts, c.Rate, c.QuiesceTimeout, c.PSPFaultWindow = 400, 5, 180*time.Second, 6*time.Second
 	case "soak":
 		c.Checkouts, c.Rate, c.Concurrency, c.Rounds = 10_000, 20, 32, 8
+		c.PayoutEvery = 20 * time.Second
 		c.QuiesceTimeout, c.PSPFaultWindow = 5*time.Minute, 10*time.Second
 	default:
 		return c, fmt.Errorf("unknown tier %q (ci, small, soak)", name)
@@ -100,6 +110,12 @@ func (c Config) validate() error {
 	}
 	if !(c.HostedShare >= 0 && c.HostedShare <= 1) {
 		errs = append(errs, fmt.Errorf("hosted share %v: want 0 to 1", c.HostedShare))
+	}
+	if !(c.SaleShare >= 0 && c.SaleShare <= 1) {
+		errs = append(errs, fmt.Errorf("sale share %v: want 0 to 1", c.SaleShare))
+	}
+	if c.PayoutEvery < time.Second || c.PayoutEvery > time.Hour {
+		errs = append(errs, fmt.Errorf("payout interval %s: want 1s to 1h", c.PayoutEvery))
 	}
 	if c.Rounds < 1 || c.Rounds > 1000 {
 		errs = append(errs, fmt.Errorf("rounds %d: want 1 to 1000", c.Rounds))

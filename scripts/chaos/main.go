@@ -159,6 +159,7 @@ type harness struct {
 	pool *pgxpool.Pool
 	nc   *nats.Conn
 	js   jetstream.JetStream
+	pay  *payouts
 	// quietAt is the database time at which the pipeline was found quiet.
 	quietAt time.Time
 }
@@ -252,13 +253,20 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) (s Summary, err erro
 	}
 	h.n = newNemesis(cfg, c, h.w, log)
 	h.n.poisonFn, h.n.pool = h.poison, h.pool
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	h.pay = &payouts{cfg: cfg, c: c, pool: h.pool, log: log, hist: h.w.hist, day: day}
+	h.n.pay = h.pay
 
 	log.Info("workload", "checkouts", cfg.Checkouts, "rate", cfg.Rate, "scenarios", cfg.Scenarios, "rounds", cfg.Rounds, "dir", c.base)
 	wstart := time.Now()
 	nemesisDone := make(chan struct{})
 	go func() { defer close(nemesisDone); h.n.run(ctx) }()
+	workloadDone, payoutsDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(payoutsDone); h.pay.loop(ctx, workloadDone) }()
 	h.w.run(ctx)
+	close(workloadDone)
 	<-nemesisDone
+	<-payoutsDone
 	s.Liveness.WorkloadSeconds = round2(time.Since(wstart).Seconds())
 	if ctx.Err() != nil {
 		return s, ctx.Err()
@@ -283,6 +291,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) (s Summary, err erro
 		heal = append(heal, err.Error())
 	}
 	h.w.resolve(ctx, cfg.QuiesceTimeout/2, h.sameKeyOps())
+	h.w.resolveSales(ctx, cfg.QuiesceTimeout/2)
+	h.pay.resolve(ctx)
 	budget := max(30*time.Second, cfg.QuiesceTimeout-time.Since(healed))
 	rep, quiet, err := h.quiesce(ctx, budget)
 	if err != nil {
@@ -290,6 +300,27 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) (s Summary, err erro
 	}
 	s.Liveness.Quiescent = quiet
 	s.Liveness.SettleSeconds = round2(time.Since(healed).Seconds())
+
+	// I8 and F21: reconcile every day of the run on the quiet pipeline
+	// (the killed run resumed, then rerun), then wait again until the
+	// settlement batches are posted and verify passes, and compare the
+	// ledger with the PSP's closing balances.
+	var closing map[string]int64
+	if quiet {
+		rctx := time.Now()
+		if closing, err = h.reconcile(ctx, &s, t0); err != nil {
+			return s, fmt.Errorf("reconcile: %w", err)
+		}
+		rep, quiet, err = h.quiesce(ctx, max(30*time.Second, cfg.QuiesceTimeout/2))
+		if err != nil {
+			return s, fmt.Errorf("settle after reconciliation: %w", err)
+		}
+		s.Liveness.Quiescent = quiet
+		s.Liveness.ReconSeconds = round2(time.Since(rctx).Seconds())
+		if err := h.reconCheckLedger(ctx, &s, closing); err != nil {
+			return s, fmt.Errorf("I8: %w", err)
+		}
+	}
 
 	probes, bad := h.w.replayProbe(ctx)
 	s.Client.ReplayProbes = probes

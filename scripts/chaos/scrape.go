@@ -196,6 +196,13 @@ func (s *scraper) injected() pspsim.Injected {
 		t.DuplicateWebhooks += v.DuplicateWebhooks
 		t.ReorderedBatches += v.ReorderedBatches
 		t.DroppedWebhooks += v.DroppedWebhooks
+		t.FailBeforeRefund += v.FailBeforeRefund
+		t.FailAfterRefund += v.FailAfterRefund
+		t.HangAfterRefund += v.HangAfterRefund
+		t.FailBeforePayout += v.FailBeforePayout
+		t.FailAfterPayout += v.FailAfterPayout
+		t.HangAfterPayout += v.HangAfterPayout
+		t.FailedPayouts += v.FailedPayouts
 	}
 	return t
 }

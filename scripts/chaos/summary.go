@@ -18,6 +18,16 @@ type Summary struct {
 	Checkouts         int              `json:"checkouts"`
 	CheckoutsPlanned  int              `json:"checkouts_planned"`
 	CheckoutsByStatus map[string]int64 `json:"checkouts_by_status"`
+	// Refunds and payouts paypipe recorded (payment.refunds,
+	// payout.payouts), by status.
+	Refunds         int64            `json:"refunds"`
+	RefundsByStatus map[string]int64 `json:"refunds_by_status"`
+	Payouts         int64            `json:"payouts"`
+	PayoutsByStatus map[string]int64 `json:"payouts_by_status"`
+	// Sales is what the merchant did with paid orders, as the clients saw it.
+	Sales SaleFigures `json:"sales"`
+	// Recon is the reconciliation of the run's days (I8, F21).
+	Recon ReconFigures `json:"recon"`
 	// FaultsInjected by type: the harness's own (kills, restarts, bursts)
 	// and the simulator's counts of what it actually injected.
 	FaultsInjected map[string]int64 `json:"faults_injected"`
@@ -66,8 +76,45 @@ type Safety struct {
 	IdempotencyViolations int64 `json:"idempotency_violations"`
 	// Client operations with no definite answer even after healing (I11).
 	UnresolvedClientOps int64 `json:"unresolved_client_ops"`
-	// 4xx answers to valid requests (other than 429).
+	// 4xx answers to valid requests (other than 429, and the 409 of a
+	// refund race's refunds that no longer fit).
 	UnexpectedResponses int64 `json:"unexpected_responses"`
+	// PSP payouts beyond the first per payout id (I9).
+	DoublePayouts int64 `json:"double_payouts"`
+	// A PSP payout paypipe does not know or records with another amount or
+	// final status; a paid payout without a PSP payout.
+	PayoutMismatches int64 `json:"payout_mismatches"`
+	// Σ |Σ created, sent and paid payouts − wallet paid_out| per seller and
+	// currency: no payout other than what the wallet reserved (I9).
+	PayoutWalletDriftMinorUnits int64 `json:"payout_wallet_drift_minor_units"`
+	// PSP refunds beyond the first per refund id.
+	DoubleRefunds int64 `json:"double_refunds"`
+	// A PSP refund paypipe does not know or records differently; a
+	// succeeded refund without a PSP refund.
+	RefundMismatches int64 `json:"refund_mismatches"`
+	// Orders whose refunds (pending and succeeded) exceed the amount paid.
+	RefundsOverCaptured int64 `json:"refunds_over_captured"`
+	// Refund races (4 concurrent refunds of one order) that accepted more
+	// or fewer refunds than fit in the order.
+	RefundRaceViolations int64 `json:"refund_race_violations"`
+	// Mismatches the reconciliation found, all classes (I8).
+	ReconMismatches int64 `json:"recon_mismatches"`
+	// Σ over currencies of recon.recon_diff_minor_units_by_currency (I8).
+	ReconDiffMinorUnits int64 `json:"recon_diff_minor_units"`
+	// F21: a resumed run whose summary differs from the rerun's or from
+	// the file, or a settled reference missing, foreign or counted twice.
+	ReconRerunDiffs int64 `json:"recon_rerun_diffs"`
+}
+
+// SaleFigures count the sale operations' definite answers.
+type SaleFigures struct {
+	Fulfilments     int64 `json:"fulfilments"`
+	RefundsAccepted int64 `json:"refunds_accepted"`
+	RefundRaces     int64 `json:"refund_races"`
+	// RaceRefusals are the race refunds refused with 409
+	// refund-exceeds-captured, as they must be.
+	RaceRefusals int64 `json:"race_refusals"`
+	PayoutRuns   int64 `json:"payout_runs"`
 }
 
 // Expected figures are non-zero by design: they show the dedupe paths ran.
@@ -83,6 +130,11 @@ type Expected struct {
 	StreamMessages        int64 `json:"stream_messages"`
 	WebhooksReceived      int64 `json:"webhooks_received"`
 	Charges               int64 `json:"charges"`
+	// The simulator's refund and payout logs; failed payouts gave the
+	// money back to the seller's available balance.
+	PSPRefunds       int64 `json:"psp_refunds"`
+	PSPPayouts       int64 `json:"psp_payouts"`
+	PSPPayoutsFailed int64 `json:"psp_payouts_failed"`
 	// DLQCount is the distinct messages (ce-ids) in the DLQ: it must equal
 	// the poison injected. DLQEntries counts every dead letter (one per
 	// consumer that gave up, again after each replay).
@@ -118,7 +170,10 @@ type VerifyFigures struct {
 type Liveness struct {
 	Quiescent bool `json:"quiescent"`
 	// SettleSeconds: from healing to quiet and verify green.
-	SettleSeconds   float64 `json:"settle_seconds"`
+	SettleSeconds float64 `json:"settle_seconds"`
+	// ReconSeconds: the reconciliation (F21 included) and the wait until
+	// its settlement batches were posted.
+	ReconSeconds    float64 `json:"recon_seconds"`
 	WorkloadSeconds float64 `json:"workload_seconds"`
 	TotalSeconds    float64 `json:"total_seconds"`
 	// UnexpectedExits counts exits the harness did not cause, per child;
@@ -149,6 +204,9 @@ func (s *Summary) judge(ran func(string) bool, harnessErrors []string) {
 	if !s.Verify.Ran {
 		bad = append(bad, "paypipe verify did not run")
 	}
+	if !s.Recon.Ran {
+		bad = append(bad, "the reconciliation did not run (the pipeline never settled)")
+	}
 	if ran(scPoison) && s.Expected.DLQCount != s.Expected.PoisonInjected {
 		bad = append(bad, fmt.Sprintf("dlq_count %d != poison_injected %d", s.Expected.DLQCount, s.Expected.PoisonInjected))
 	}
@@ -156,6 +214,12 @@ func (s *Summary) judge(ran func(string) bool, harnessErrors []string) {
 	s.OK = len(bad) == 0
 	if s.Expected.DuplicatesAbsorbed == 0 {
 		s.Warnings = append(s.Warnings, "duplicates_absorbed is 0: no redelivery reached an inbox")
+	}
+	if ran(scReconCrash) && s.Recon.Ran && s.FaultsInjected[fReconKills] == 0 {
+		s.Warnings = append(s.Warnings, "F21: the recon run's SIGKILL landed outside the run ("+s.Recon.Crash+")")
+	}
+	if ran(scPSPPayout) && s.FaultsInjected["psp_after_payout_500s"]+s.FaultsInjected["psp_after_payout_timeouts"] == 0 {
+		s.Warnings = append(s.Warnings, "F20: the simulator injected no fault after a payout")
 	}
 	if ran(scRelayKill) && s.Expected.PubacksDuplicate == 0 {
 		s.Warnings = append(s.Warnings, "pubacks_duplicate is 0: no relay kill landed between PubAck and mark this run")

@@ -135,6 +135,8 @@ type workload struct {
 	ops     []*op
 	started atomic.Int64 // ops started, the nemesis's clock
 	hist    *history
+	// sales records what the merchant did with paid orders (sales.go).
+	sales sales
 }
 
 // history appends every client event as a JSON line (invoke, ok, fail,
@@ -243,6 +245,9 @@ func (w *workload) plan(n int) *op {
 // cfg.Concurrency at once, and returns when all have ended.
 func (w *workload) run(ctx context.Context) {
 	sem := make(chan struct{}, w.cfg.Concurrency)
+	// Sales wait for their checkout to complete: they get slots of their
+	// own, so that waiting never slows the checkouts' pace.
+	saleSem := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Duration(float64(time.Second) / w.cfg.Rate))
 	defer tick.Stop()
@@ -271,6 +276,13 @@ func (w *workload) run(ctx context.Context) {
 				// answer: registration can wait out a killed executor's
 				// lease (1 min).
 				w.payHosted(ctx, o, 2*w.cfg.OpTimeout)
+			}
+			if o.Outcome == outcomeOK && w.cfg.SaleShare > 0 {
+				wg.Go(func() {
+					saleSem <- struct{}{}
+					defer func() { <-saleSem }()
+					w.sell(ctx, o)
+				})
 			}
 		})
 		if (n+1)%max(1, w.cfg.Checkouts/10) == 0 {
