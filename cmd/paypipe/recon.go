@@ -85,6 +85,7 @@ func (e *env) openRecon(ctx context.Context, skipWallet bool) (*reconSession, er
 	r, err := reconciler.New(reconciler.Config{
 		PSPFeeBPS:       int(cfg.PSPFeeBPS),
 		GraceDays:       cfg.ReconGraceDays,
+		ChunkLines:      int(cfg.ReconChunkLines),
 		ReportDir:       cfg.ReconReportDir,
 		SkipWalletCheck: skipWallet,
 		RunAt:           "off",

@@ -85,7 +85,7 @@ func registry() []service {
 		}},
 		{name: "payout", schema: payout.Schema(), needsPSP: true, build: func(d deps) (instance, error) {
 			svc, err := payout.New(payout.Config{
-				Schedule: d.cfg.PayoutSchedule, WebhookSecrets: d.webhookSecrets,
+				Schedule: d.cfg.PayoutSchedule, ResolveAfter: d.cfg.PayoutResolveAfter, WebhookSecrets: d.webhookSecrets,
 				WakeRelay: d.wakeRelay, Registerer: d.reg,
 			}, d.pool, d.psp, d.log)
 			if err != nil {
@@ -96,7 +96,7 @@ func registry() []service {
 		}},
 		{name: "reconciler", schema: reconciler.Schema(), needsPSP: true, build: func(d deps) (instance, error) {
 			r, err := reconciler.New(reconciler.Config{
-				PSPFeeBPS: int(d.cfg.PSPFeeBPS), GraceDays: d.cfg.ReconGraceDays,
+				PSPFeeBPS: int(d.cfg.PSPFeeBPS), GraceDays: d.cfg.ReconGraceDays, ChunkLines: int(d.cfg.ReconChunkLines),
 				ReportDir: d.cfg.ReconReportDir, RunAt: d.cfg.ReconAt, Registerer: d.reg,
 			}, d.pool, d.psp, d.psp, d.log)
 			if err != nil {

@@ -30,6 +30,8 @@
 //	| PAYPIPE_RECON_AT          | 02:30                          | UTC time of the nightly reconciliation of the previous day's settlement file, or `off` (only `paypipe recon run`). |
 //	| PAYPIPE_RECON_GRACE_DAYS  | 1                              | Days a movement in the ledger may be missing from the settlement files (carried over, rechecked each night) before it is a finance mismatch. |
 //	| PAYPIPE_RECON_REPORT_DIR  | $PAYPIPE_DATA_DIR/recon        | Where each reconciliation run writes its summary and mismatch list (JSON and CSV). |
+//	| PAYPIPE_RECON_CHUNK_LINES | 5000                           | Settlement lines reconciled per transaction (1 to 5000): a crashed run resumes after the last committed chunk; memory holds two chunks. |
+//	| PAYPIPE_PAYOUT_RESOLVE_AFTER | 10m                         | How long a sent payout waits for the PSP's payout webhook before the resolver asks the PSP (webhooks can be lost). |
 //
 // Durations take Go syntax (90s, 2h30m) plus a whole-day suffix (40d).
 package config
@@ -68,6 +70,8 @@ const (
 	EnvReconAt         = "PAYPIPE_RECON_AT"
 	EnvReconGraceDays  = "PAYPIPE_RECON_GRACE_DAYS"
 	EnvReconReportDir  = "PAYPIPE_RECON_REPORT_DIR"
+	EnvReconChunkLines = "PAYPIPE_RECON_CHUNK_LINES"
+	EnvPayoutResolve   = "PAYPIPE_PAYOUT_RESOLVE_AFTER"
 )
 
 // Defaults and limits.
@@ -81,6 +85,8 @@ const (
 	DefaultPayoutSchedule  = "daily@02:00"
 	DefaultReconAt         = "02:30"
 	DefaultReconGraceDays  = 1
+	DefaultReconChunkLines = 5000
+	DefaultPayoutResolve   = 10 * time.Minute
 
 	// StreamMaxAge and DLQMaxAge mirror contracts' stream defaults: the
 	// longest a message can stay redeliverable, and the longest a dead
@@ -126,7 +132,11 @@ type Config struct {
 	ReconAt        string
 	ReconGraceDays int
 	// ReconReportDir defaults to DataDir/recon.
-	ReconReportDir string
+	ReconReportDir  string
+	ReconChunkLines int64
+	// PayoutResolveAfter is when the payout resolver first asks the PSP
+	// about a sent payout whose webhook has not come.
+	PayoutResolveAfter time.Duration
 }
 
 // EmbeddedPSP reports whether paypipe runs the PSP simulator itself.
@@ -155,6 +165,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		PayoutSchedule:  DefaultPayoutSchedule,
 		ReconAt:         DefaultReconAt,
 		ReconGraceDays:  DefaultReconGraceDays,
+
+		ReconChunkLines:    DefaultReconChunkLines,
+		PayoutResolveAfter: DefaultPayoutResolve,
 	}
 	var errs []error
 	bad := func(k, v, why string) { errs = append(errs, fmt.Errorf("%s=%q: %s", k, v, why)) }
@@ -201,6 +214,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			"an inbox row must outlive the stream's MaxAge (7d) plus the DLQ's (30d), or a late copy of a message is applied twice"},
 		{EnvDuplicateWindow, &c.DuplicateWindow, time.Second, StreamMaxAge,
 			"the window cannot exceed the stream MaxAge (7d)"},
+		{EnvPayoutResolve, &c.PayoutResolveAfter, time.Second, 24 * time.Hour, ""},
 	}
 	for _, d := range durations {
 		v := get(d.key)
@@ -254,6 +268,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		min, max int64
 	}{
 		{EnvPSPFeeBPS, &c.PSPFeeBPS, 0, 10000},
+		{EnvReconChunkLines, &c.ReconChunkLines, 1, 5000},
 	}
 	for _, n := range ints {
 		if v := get(n.key); v != "" {

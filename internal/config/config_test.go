@@ -39,6 +39,9 @@ func TestDefaults(t *testing.T) {
 		ReconAt:         "02:30",
 		ReconGraceDays:  1,
 		ReconReportDir:  ".data/recon",
+
+		ReconChunkLines:    5000,
+		PayoutResolveAfter: 10 * time.Minute,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", c, want)
@@ -80,12 +83,14 @@ func TestValues(t *testing.T) {
 		EnvPayoutSchedule, "6h",
 		EnvReconAt, "off",
 		EnvReconGraceDays, "3",
+		EnvReconChunkLines, "100",
+		EnvPayoutResolve, "30s",
 	))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.PSPFeeBPS != 150 || c.PayoutSchedule != "6h" || c.ReconAt != "off" || c.ReconGraceDays != 3 ||
-		c.ReconReportDir != "/var/lib/paypipe/recon" {
+		c.ReconReportDir != "/var/lib/paypipe/recon" || c.ReconChunkLines != 100 || c.PayoutResolveAfter != 30*time.Second {
 		t.Fatalf("pay-out settings: got %+v", c)
 	}
 	if c.DataDir != "/var/lib/paypipe" || c.HTTPAddr != ":0" || c.RelayMode != outbox.PublishAsync ||
@@ -114,6 +119,8 @@ func TestBadValues(t *testing.T) {
 		{EnvPSPFeeBPS, "10001", "from 0 to 10000"},
 		{EnvPSPFeeBPS, "2.9", "whole number"},
 		{EnvReconGraceDays, "-1", "from 0 to 30"},
+		{EnvReconChunkLines, "0", "from 1 to 5000"},
+		{EnvPayoutResolve, "25h", "at most 1d"},
 	} {
 		_, err := FromEnv(env(tc.key, tc.val))
 		if err == nil {

@@ -155,7 +155,7 @@ func newCluster(ctx context.Context, cfg Config, log *slog.Logger) (*cluster, er
 		// Payouts are requested by the harness only (payouts.go), never by
 		// a schedule that could fire mid-run.
 		env: append(serveEnv(c.apiURL, "data-a"), "PAYPIPE_PSP_URL="+c.pspURL, "PAYPIPE_PSP_API_KEY="+c.apiKey,
-			"PAYPIPE_PSP_WEBHOOK_SECRETS="+c.secret, "PAYPIPE_PAYOUT_SCHEDULE=off"),
+			"PAYPIPE_PSP_WEBHOOK_SECRETS="+c.secret, "PAYPIPE_PAYOUT_SCHEDULE=off", "PAYPIPE_PAYOUT_RESOLVE_AFTER=3s"),
 		ready: func(ctx context.Context) error { return c.httpOK(ctx, c.apiURL+"/readyz") }}
 	c.b = &proc{name: "B (ledger wallet reconciler)", path: c.paypipe, args: []string{"serve", "ledger", "wallet", "reconciler"}, logPath: logf("b"), log: log,
 		// The reconciler asks the PSP about charges the ledger lacks; its
@@ -309,7 +309,10 @@ func (c *cluster) paypipeCmd(ctx context.Context, timeout time.Duration, allowEx
 // broker and PSP (recon run downloads the settlement file).
 func (c *cluster) cliEnv() []string {
 	return append(baseEnv(), "DATABASE_URL="+c.pg.url(), "NATS_URL="+c.natsURL, "PAYPIPE_LOG_LEVEL=warn",
-		"PAYPIPE_PSP_URL="+c.pspURL, "PAYPIPE_PSP_API_KEY="+c.apiKey, "PAYPIPE_PSP_WEBHOOK_SECRETS="+c.secret)
+		"PAYPIPE_PSP_URL="+c.pspURL, "PAYPIPE_PSP_API_KEY="+c.apiKey, "PAYPIPE_PSP_WEBHOOK_SECRETS="+c.secret,
+		// Small chunks: a run of a few hundred lines commits several times,
+		// so F21's kill can land between chunks, not only before or after.
+		"PAYPIPE_RECON_CHUNK_LINES=50")
 }
 
 // setFaults replaces the simulator's faults through its admin API.

@@ -55,10 +55,11 @@
 // Payout runs (payouts.go): every PayoutEvery, `paypipe payout run --period
 // P` as a child command, P a distinct RFC 3339 time per run (the run's
 // idempotency key: retried with the same P), 30% of them as two processes
-// racing on one period. Payout runs and F6–F8's webhook faults exclude each
-// other (a run holds its lock until its payouts are final), so no payout
-// webhook is ever dropped: the payout resolver polls only after 10 minutes
-// (not configurable), longer than any tier waits.
+// racing on one period. F6–F8's webhook faults hit payout webhooks too:
+// process A runs with PAYPIPE_PAYOUT_RESOLVE_AFTER=3s, so the payout
+// resolver asks the PSP about a payout whose webhook was dropped; the recon
+// commands run with PAYPIPE_RECON_CHUNK_LINES=50 so that F21's kill can
+// land between chunks.
 //
 // # Nemesis
 //

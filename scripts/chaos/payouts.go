@@ -38,12 +38,10 @@ type payouts struct {
 	log  *slog.Logger
 	hist *history
 	day  time.Time // UTC midnight of the run's first day
-	// lock is held by a workload payout run until its payouts are final,
-	// and by F6–F8's window (which also holds the simulator's lock, as F19
-	// and F20 do while their own runs settle), so no webhook-dropping
-	// episode can lose a payout webhook: the payout resolver polls only
-	// after 10 minutes, longer than any tier waits. Charge faults (F3F4)
-	// and payout runs do not wait for each other.
+	// lock is held by a workload payout run until its payouts are final, so
+	// workload runs do not overlap each other (F19 and F20 fire their own).
+	// Webhook-dropping episodes (F6–F8) may hit payout webhooks: process A's
+	// resolver asks the PSP after 3 s (PAYPIPE_PAYOUT_RESOLVE_AFTER).
 	lock sync.Mutex
 
 	mu   sync.Mutex
