@@ -108,7 +108,9 @@ func targetsOf(scenario string) []string {
 	case scRelayKill:
 		return []string{"A"}
 	case scDupWindow:
-		return []string{"A", "B"} // B must not redeclare the streams meanwhile
+		// B must not redeclare the streams meanwhile; the operator's
+		// redrive and the re-sends need PostgreSQL and NATS up.
+		return []string{"A", "B", "pg", "nats"}
 	case scPSPAfter, scWebhooks, scPayoutRace, scPSPPayout:
 		return []string{"psp"}
 	}
