@@ -93,8 +93,8 @@
 // Then the reconciliation (I8): for every UTC day of the run, `paypipe recon
 // run --date D` downloads the simulator's file and reconciles it. On the
 // last day, F21 first starts that command as a child, waits until
-// recon.runs shows it running (for a seeded half of the runs, until it has
-// committed a chunk or reached the ledger-side pass) and SIGKILLs it; the
+// recon.runs shows it has committed a chunk (of 50 lines) or reached the
+// ledger-side pass, and SIGKILLs it; the
 // next run resumes it to completion and a further run of the date must
 // answer the same summary. Both are held to the file itself (every movement
 // line counted and matched, each currency's net equal to the file's, each

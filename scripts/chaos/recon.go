@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"reflect"
@@ -103,13 +102,11 @@ func (h *harness) reconRun(ctx context.Context, day string) (reconciler.Summary,
 }
 
 // crashRecon is F21's injection: it starts `paypipe recon run --date D`,
-// waits until the run is recorded as running in recon.runs (and, for a
-// seeded half of the runs, until it has committed a chunk or moved to the
-// ledger-side pass), and SIGKILLs it there. It returns what the killed run
-// had done.
+// waits until the run has committed at least one chunk (or moved to the
+// ledger-side pass), and SIGKILLs it there, so the resume continues a run
+// half done (the harness's recon commands use chunks of 50 lines). It
+// returns what the killed run had done.
 func (h *harness) crashRecon(ctx context.Context, day string) (detail string, interrupted bool, err error) {
-	r := rand.New(rand.NewPCG(h.cfg.Seed, 0x7265636f))
-	deep := r.Float64() < 0.5
 	cmd := exec.Command(h.c.paypipe, "recon", "run", "--date", day, "-o", "json")
 	cmd.Env = h.c.cliEnv()
 	cmd.SysProcAttr = childAttr()
@@ -128,7 +125,7 @@ func (h *harness) crashRecon(ctx context.Context, day string) (detail string, in
 	for {
 		select {
 		case err := <-exited:
-			return fmt.Sprintf("the run ended (%v) before the kill (deep=%v): nothing interrupted", err, deep), false, nil
+			return fmt.Sprintf("the run ended (%v) before the kill : nothing interrupted", err), false, nil
 		default:
 		}
 		var status, phase string
@@ -137,7 +134,7 @@ func (h *harness) crashRecon(ctx context.Context, day string) (detail string, in
 		err := h.pool.QueryRow(qctx, `SELECT status, phase, cursor_line FROM recon.runs WHERE settlement_date = $1::date
 ORDER BY started_at DESC LIMIT 1`, day).Scan(&status, &phase, &cursor)
 		cancel()
-		if err == nil && status == "running" && (!deep || cursor > 0 || phase != "file") {
+		if err == nil && status == "running" && (cursor > 0 || phase != "file") {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -158,9 +155,9 @@ ORDER BY started_at DESC LIMIT 1`, day).Scan(&status, &phase, &cursor); err != n
 		return "", false, err
 	}
 	if status != "running" {
-		return fmt.Sprintf("SIGKILL landed after the run completed (deep=%v): nothing interrupted", deep), false, nil
+		return fmt.Sprintf("SIGKILL landed after the run completed: nothing interrupted"), false, nil
 	}
-	return fmt.Sprintf("SIGKILL mid-run (deep=%v): the run was left %s in phase %s at line %d", deep, status, phase, cursor), true, nil
+	return fmt.Sprintf("SIGKILL mid-run: the run was left %s in phase %s at line %d", status, phase, cursor), true, nil
 }
 
 // reconcile reconciles every day of the run after the pipeline went quiet
