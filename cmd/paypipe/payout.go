@@ -17,7 +17,7 @@ import (
 )
 
 func newPayoutCmd(e *env) *cobra.Command {
-	return groupCmd("payout", "Run and list seller payouts", newPayoutRunCmd(e), newPayoutListCmd(e))
+	return groupCmd("payout", "Run and list seller payouts; retry stuck ones", newPayoutRunCmd(e), newPayoutListCmd(e), newPayoutRetryCmd(e))
 }
 
 // payoutService opens the database, applies the payout schema's pending
@@ -171,4 +171,39 @@ func newPayoutListCmd(e *env) *cobra.Command {
 	cmd.Flags().StringVar(&f.Period, "period", "", "only this period")
 	cmd.Flags().IntVar(&f.Limit, "limit", 100, "at most this many (1 to 1000)")
 	return cmd
+}
+
+func newPayoutRetryCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "retry PAYOUT_ID",
+		Short: "Put a stuck payout back in the sender's queue (after checking it at the PSP)",
+		Long: `A payout is stuck when the PSP's answer stayed unknown for the give-up window
+(a day): it may or may not have been paid, so paypipe never marks it failed.
+Check it at the PSP (its merchant reference is the payout id), then retry: the
+running service sends it again with the same idempotency key after looking it
+up, so a payout the PSP made is found, not repeated. Exit 1 if it is not stuck.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("want exactly one payout id (see paypipe payout list --status created)")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+			defer cancel()
+			svc, pool, err := payoutService(ctx, e)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			if err := svc.RetryStuck(ctx, args[0]); err != nil {
+				if errors.Is(err, payout.ErrInvalidRun) {
+					return usageError{err}
+				}
+				return err
+			}
+			fmt.Fprintf(e.stdout, "payout %s is back in the sender's queue\n", args[0])
+			return nil
+		},
+	}
 }

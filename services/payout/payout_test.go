@@ -2,6 +2,7 @@ package payout
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"slices"
 	"sync"
@@ -537,4 +538,52 @@ VALUES ($1, 'EUR', $2, 100, 1)`, seller, uuid.NewString()); err != nil {
 		t.Fatal("no scheduled run")
 	}
 	e.payout(ID(seller, "EUR", "2025-03-14").String())
+}
+
+// A payout whose PSP outcome stays unknown past GiveUpAfter is stuck, never
+// failed; an operator's RetryStuck puts it back with the same key, and the
+// PSP still makes one payout.
+func TestStuckPayoutIsRetriedByAnOperator(t *testing.T) {
+	e := newEnv(t)
+	cfg := testConfig()
+	cfg.GiveUpAfter = time.Millisecond
+	r := e.start(cfg)
+	p := e.requestedPayout(r, 4200)
+	e.psp.faults(p.ID, fault{kind: faultExecuteThenLose}, fault{kind: faultFailBefore}, fault{kind: faultFailBefore})
+	if err := r.svc.RetryStuck(context.Background(), p.ID); !errors.Is(err, ErrNotStuck) {
+		t.Fatalf("retry of a payout that is not stuck: %v, want ErrNotStuck", err)
+	}
+	e.reserve(p, 4200)
+	var stuck Payout
+	testenv.Eventually(t, 10*time.Second, "payout stuck", func() (bool, error) {
+		stuck = e.payout(p.ID)
+		return stuck.Stuck, nil
+	})
+	if stuck.Status != contracts.PayoutStatusCreated || stuck.PSPPayoutID != "" {
+		t.Fatalf("stuck payout %+v: want created, no PSP id, never failed", stuck)
+	}
+	if err := r.svc.RetryStuck(context.Background(), "not-an-id"); !errors.Is(err, ErrInvalidRun) {
+		t.Fatalf("retry of a malformed id: %v", err)
+	}
+	// The operator retries until the PSP answers (the first retry meets
+	// the scripted failure, and the 1 ms window makes it stuck again).
+	var sent Payout
+	testenv.Eventually(t, 10*time.Second, "payout sent after retries", func() (bool, error) {
+		sent = e.payout(p.ID)
+		if sent.Status == contracts.PayoutStatusSent {
+			return true, nil
+		}
+		if sent.Stuck {
+			if err := r.svc.RetryStuck(context.Background(), p.ID); err != nil && !errors.Is(err, ErrNotStuck) {
+				return false, err
+			}
+		}
+		return false, nil
+	})
+	if created, _, _ := e.psp.stats(p.ID); created != 1 {
+		t.Fatalf("the PSP made %d payouts, want 1", created)
+	}
+	if sent.PSPPayoutID == "" || sent.Stuck {
+		t.Fatalf("sent payout %+v", sent)
+	}
 }

@@ -261,3 +261,31 @@ func quarantine(ctx context.Context, tx pgx.Tx, source, ref, payoutID, reason st
 	}
 	return nil
 }
+
+// ErrNotStuck is returned by RetryStuck for a payout that is not stuck.
+var ErrNotStuck = errors.New("payout: payout is not stuck")
+
+// RetryStuck puts a stuck payout back in the sender's queue with a new
+// give-up window, for an operator who has checked the PSP (or fixed what
+// kept it from answering). The sender uses the same idempotency key as
+// every earlier attempt and looks the payout up first, so a payout the PSP
+// did make is found, not repeated. A running service picks it up within
+// its poll interval.
+func (s *Service) RetryStuck(ctx context.Context, payoutID string) error {
+	id, err := uuid.Parse(payoutID)
+	if err != nil {
+		return fmt.Errorf("%w: %q is not a payout id", ErrInvalidRun, payoutID)
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE payout.payouts
+SET stuck_at = NULL, retried_at = now(), next_attempt_at = now(), lease_until = NULL, updated_at = now()
+WHERE id = $1 AND status = 'created' AND stuck_at IS NOT NULL`, id)
+	if err != nil {
+		return fmt.Errorf("payout: retry %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: %s", ErrNotStuck, id)
+	}
+	s.log.Warn("stuck payout put back in the sender's queue by an operator", "payout_id", id)
+	s.wakeSender()
+	return nil
+}

@@ -269,11 +269,12 @@ func (s *Service) recordRefused(ctx context.Context, c claim, cause error) (stri
 
 // recordUnknown schedules the next attempt per Retry (or the PSP's
 // Retry-After), or marks the payout stuck once GiveUpAfter has passed
-// since the reservation, on the database's clock.
+// since the reservation (or an operator's RetryStuck), on the database's
+// clock.
 func (s *Service) recordUnknown(ctx context.Context, c claim, cause error) (string, error) {
 	var stuck bool
 	err := s.pool.QueryRow(ctx, `UPDATE payout.payouts
-SET stuck_at = CASE WHEN now() >= reserved_at + $3::interval THEN now() END,
+SET stuck_at = CASE WHEN now() >= coalesce(retried_at, reserved_at) + $3::interval THEN now() END,
     next_attempt_at = now() + $4::interval, lease_until = NULL, last_error = left($5, 1000), updated_at = now()
 WHERE `+leaseGuard+` RETURNING stuck_at IS NOT NULL`,
 		c.id, c.attempts, s.cfg.GiveUpAfter, s.cfg.Retry.Delay(c.attempts, cause), cause.Error()).Scan(&stuck)
