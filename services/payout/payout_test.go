@@ -2,8 +2,8 @@ package payout
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
