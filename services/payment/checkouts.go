@@ -459,42 +459,25 @@ func (s *Service) listCheckouts(w http.ResponseWriter, r *http.Request) error {
 	if qerr != nil {
 		return qerr
 	}
-	limit := defaultListLimit
-	if q.Has("limit") {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > maxListLimit {
-			return &apiError{code: CodeInvalidParameter, detail: fmt.Sprintf("limit is an integer from 1 to %d", maxListLimit),
-				fields: []FieldError{{Field: "limit", Code: FieldOutOfRange, Detail: fmt.Sprintf("want 1 to %d", maxListLimit)}}}
-		}
-		limit = n
+	limit, lerr := parseLimit(q)
+	if lerr != nil {
+		return lerr
 	}
 	ctx, m := r.Context(), merchantFrom(r.Context())
+	at, after, ok, err := s.cursor(ctx, q, "checkout", `SELECT created_at FROM payment.checkouts WHERE id = $1 AND merchant_id = $2`, m.ID)
+	if err != nil {
+		return err
+	}
 	where, args := "true", []any{}
-	if q.Has("starting_after") {
-		cursorBad := &apiError{code: CodeInvalidParameter, detail: "starting_after is the id of a checkout from the previous page",
-			fields: []FieldError{{Field: "starting_after", Code: FieldStartingAfterNotFound, Detail: "no such checkout"}}}
-		after, ok := parseUUID(q.Get("starting_after"))
-		if !ok {
-			return cursorBad
-		}
-		var at time.Time
-		err := s.pool.QueryRow(ctx, `SELECT created_at FROM payment.checkouts WHERE id = $1 AND merchant_id = $2`, after, m.ID).Scan(&at)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return cursorBad
-		}
-		if err != nil {
-			return dbError(fmt.Errorf("read cursor: %w", err))
-		}
+	if ok { // loadCheckouts numbers the merchant $1
 		where, args = `(c.created_at, c.id) < ($2, $3)`, []any{at, after}
 	}
 	cos, err := s.loadCheckouts(ctx, m.ID, where, args, limit+1)
 	if err != nil {
 		return err
 	}
-	out := CheckoutList{Data: cos, HasMore: len(cos) > limit}
-	if out.HasMore {
-		out.Data = cos[:limit]
-	}
+	out := CheckoutList{}
+	out.Data, out.HasMore = page(cos, limit)
 	return writeJSON(w, http.StatusOK, out)
 }
 

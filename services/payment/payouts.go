@@ -175,19 +175,11 @@ func (s *Service) listPayouts(w http.ResponseWriter, r *http.Request) error {
 	if len(fields) > 0 {
 		return &apiError{code: CodeInvalidParameter, detail: "the query has invalid parameters; see errors", fields: fields}
 	}
-	if q.Has("starting_after") {
-		after, ok := parseUUID(q.Get("starting_after"))
-		if !ok {
-			return cursorNotFound("payout")
-		}
-		var at time.Time
-		err := s.pool.QueryRow(ctx, `SELECT created_at FROM payment.payouts WHERE id = $1 AND merchant_id = $2`, after, m.ID).Scan(&at)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return cursorNotFound("payout")
-		}
-		if err != nil {
-			return dbError(fmt.Errorf("read cursor: %w", err))
-		}
+	at, after, ok, err := s.cursor(ctx, q, "payout", `SELECT created_at FROM payment.payouts WHERE id = $1 AND merchant_id = $2`, m.ID)
+	if err != nil {
+		return err
+	}
+	if ok {
 		args = append(args, at, after)
 		where += fmt.Sprintf(" AND (created_at, id) < ($%d, $%d)", len(args)-1, len(args))
 	}
@@ -200,12 +192,7 @@ func (s *Service) listPayouts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return dbError(fmt.Errorf("read payouts: %w", err))
 	}
-	out := PayoutList{Object: "list", Data: list, HasMore: len(list) > limit}
-	if out.HasMore {
-		out.Data = list[:limit]
-	}
-	if out.Data == nil {
-		out.Data = []Payout{}
-	}
+	out := PayoutList{Object: "list"}
+	out.Data, out.HasMore = page(list, limit)
 	return writeJSON(w, http.StatusOK, out)
 }

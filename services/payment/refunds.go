@@ -237,26 +237,6 @@ func (s *Service) getRefund(w http.ResponseWriter, r *http.Request) error {
 	return getOwned(s, w, r, "refund", refundSelect, scanRefund)
 }
 
-// parseLimit reads the limit parameter of a list: 1..maxListLimit, default
-// defaultListLimit; anything else is refused, not clamped.
-func parseLimit(q map[string][]string) (int, *apiError) {
-	v, ok := q["limit"]
-	if !ok {
-		return defaultListLimit, nil
-	}
-	n, err := strconv.Atoi(v[0])
-	if err != nil || n < 1 || n > maxListLimit {
-		return 0, &apiError{code: CodeInvalidParameter, detail: fmt.Sprintf("limit is an integer from 1 to %d", maxListLimit),
-			fields: []FieldError{{Field: "limit", Code: FieldOutOfRange, Detail: fmt.Sprintf("want 1 to %d", maxListLimit)}}}
-	}
-	return n, nil
-}
-
-func cursorNotFound(what string) *apiError {
-	return &apiError{code: CodeInvalidParameter, detail: "starting_after is the id of a " + what + " from the previous page",
-		fields: []FieldError{{Field: "starting_after", Code: FieldStartingAfterNotFound, Detail: "no such " + what}}}
-}
-
 // listRefunds is GET /v1/payment_orders/{id}/refunds: the order's refunds,
 // newest first, in pages of at most maxListLimit.
 func (s *Service) listRefunds(w http.ResponseWriter, r *http.Request) error {
@@ -282,22 +262,13 @@ func (s *Service) listRefunds(w http.ResponseWriter, r *http.Request) error {
 		return notFound()
 	}
 	where, args := `payment_order_id = $1 AND merchant_id = $2`, []any{id, m.ID}
-	if q.Has("starting_after") {
-		after, ok := parseUUID(q.Get("starting_after"))
-		if !ok {
-			return cursorNotFound("refund")
-		}
-		var at time.Time
-		err := s.pool.QueryRow(ctx, `SELECT created_at FROM payment.refunds WHERE id = $1 AND payment_order_id = $2 AND merchant_id = $3`,
-			after, id, m.ID).Scan(&at)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return cursorNotFound("refund")
-		}
-		if err != nil {
-			return dbError(fmt.Errorf("read cursor: %w", err))
-		}
-		where += ` AND (created_at, id) < ($3, $4)`
-		args = append(args, at, after)
+	at, after, ok, err := s.cursor(ctx, q, "refund",
+		`SELECT created_at FROM payment.refunds WHERE id = $1 AND payment_order_id = $2 AND merchant_id = $3`, id, m.ID)
+	if err != nil {
+		return err
+	}
+	if ok {
+		where, args = where+` AND (created_at, id) < ($3, $4)`, append(args, at, after)
 	}
 	args = append(args, limit+1)
 	rows, err := s.pool.Query(ctx, refundSelect+` WHERE `+where+` ORDER BY created_at DESC, id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
@@ -308,13 +279,8 @@ func (s *Service) listRefunds(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return dbError(fmt.Errorf("read refunds: %w", err))
 	}
-	out := RefundList{Object: "list", Data: list, HasMore: len(list) > limit}
-	if out.HasMore {
-		out.Data = list[:limit]
-	}
-	if out.Data == nil {
-		out.Data = []Refund{}
-	}
+	out := RefundList{Object: "list"}
+	out.Data, out.HasMore = page(list, limit)
 	return writeJSON(w, http.StatusOK, out)
 }
 
