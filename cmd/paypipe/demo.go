@@ -40,7 +40,8 @@ own embedded nats-server and its own embedded PSP simulator, in a fresh director
 under PAYPIPE_DATA_DIR (removed at exit unless --keep-data), against DATABASE_URL
 (migrations applied; earlier data is kept, and only this run's objects are shown).
 NATS_URL and PAYPIPE_PSP_* are ignored, so the demo never touches a deployment's
-broker or PSP. The HTTP servers listen on 127.0.0.1 on ports the kernel picks
+broker or PSP; the payout schedule and the nightly reconciliation are off (the
+demo runs both itself). The HTTP servers listen on 127.0.0.1 on ports the kernel picks
 unless PAYPIPE_HTTP_ADDR / PAYPIPE_PSPSIM_ADDR say otherwise. Do not point it at
 a database a running "paypipe serve" uses: that serve's relays would publish the
 demo's events to its own broker.
@@ -108,6 +109,11 @@ func demoConfig(e *env) (config.Config, error) {
 		switch k {
 		case config.EnvNATSURL, config.EnvPSPURL, config.EnvPSPAPIKey, config.EnvPSPSecrets:
 			return ""
+		case config.EnvPayoutSchedule, config.EnvReconAt:
+			// The demo runs its payouts and its reconciliation itself; a
+			// schedule catching up at start would only add work (and, on a
+			// database with other data, results that are not the demo's).
+			return "off"
 		case config.EnvHTTPAddr, config.EnvPSPSimAddr:
 			if v := e.getenv(k); strings.TrimSpace(v) != "" {
 				return v

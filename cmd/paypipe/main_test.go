@@ -37,6 +37,10 @@ func freshEnv(t *testing.T) map[string]string {
 		"PAYPIPE_DATA_DIR":    t.TempDir(),
 		"PAYPIPE_HTTP_ADDR":   "127.0.0.1:0",
 		"PAYPIPE_PSPSIM_ADDR": "127.0.0.1:0",
+		// Tests run payouts and reconciliations themselves; the schedules'
+		// catch-up at start would be work no test looks at.
+		"PAYPIPE_PAYOUT_SCHEDULE": "off",
+		"PAYPIPE_RECON_AT":        "off",
 	}
 }
 
