@@ -176,19 +176,27 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, bod
 	writeJSON(w, status, body)
 }
 
-func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
+// decodeCreate reads what every create endpoint (payments, refunds,
+// payouts) starts with: an Idempotency-Key and a JSON body of type T that
+// validates. On a problem it has answered with it and returns ok false.
+func decodeCreate[T interface{ validate() error }](s *Server, w http.ResponseWriter, r *http.Request) (key string, req T, ok bool) {
 	key, err := idempotencyKey(r)
+	if err == nil {
+		err = decodeJSON(w, r, &req)
+	}
+	if err == nil {
+		err = req.validate()
+	}
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return "", req, false
 	}
-	var req createRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := req.validate(); err != nil {
-		s.writeError(w, r, err)
+	return key, req, true
+}
+
+func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
+	key, req, ok := decodeCreate[createRequest](s, w, r)
+	if !ok {
 		return
 	}
 	if err := s.beforeWork(r.Context()); err != nil {

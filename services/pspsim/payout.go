@@ -128,18 +128,8 @@ VALUES ($1, $2, $3, $4, $5, $6, 'pending', nullif($7, ''), $8, clock_timestamp()
 }
 
 func (s *Server) handleCreatePayout(w http.ResponseWriter, r *http.Request) {
-	key, err := idempotencyKey(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	var req payoutRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := req.validate(); err != nil {
-		s.writeError(w, r, err)
+	key, req, ok := decodeCreate[payoutRequest](s, w, r)
+	if !ok {
 		return
 	}
 	if !sleepCtx(r.Context(), s.faults.latency()) {

@@ -187,18 +187,8 @@ func duplicateObjectReference(kind, ref string) error {
 }
 
 func (s *Server) handleCreateRefund(w http.ResponseWriter, r *http.Request) {
-	key, err := idempotencyKey(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	var req refundRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := req.validate(); err != nil {
-		s.writeError(w, r, err)
+	key, req, ok := decodeCreate[refundRequest](s, w, r)
+	if !ok {
 		return
 	}
 	if !sleepCtx(r.Context(), s.faults.latency()) {
