@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/paypipe/paypipe/outbox/retry"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -145,5 +148,31 @@ func TestDispatchBoundsConcurrencyAndClaims(t *testing.T) {
 	}
 	if claimed.Load() != 7 {
 		t.Fatalf("%d items worked, want 7", claimed.Load())
+	}
+}
+
+func TestCheckCallerNamesEachBrokenRule(t *testing.T) {
+	ok := Caller{BatchSize: 10, MaxBatchSize: 100, Concurrency: 4, MaxConcurrency: 8, CallTimeout: 10 * time.Second,
+		Lease: time.Minute, Retry: retry.Policy{Strategy: retry.Exponential, Initial: time.Second, Max: time.Minute},
+		ResolveAfter: time.Minute, ResolveHorizon: time.Hour, Item: "payout"}
+	if errs := CheckCaller(ok); len(errs) != 0 {
+		t.Fatalf("valid settings refused: %v", errs)
+	}
+	for _, tc := range []struct {
+		break_ func(*Caller)
+		want   string
+	}{
+		{func(c *Caller) { c.BatchSize = 101 }, "BatchSize 101 > 100"},
+		{func(c *Caller) { c.Concurrency = 9 }, "Concurrency 9 > 8"},
+		{func(c *Caller) { c.Lease = 20 * time.Second }, "must exceed 2×CallTimeout"},
+		{func(c *Caller) { c.Retry.MaxAttempts = 5 }, "marks the payout stuck"},
+		{func(c *Caller) { c.ResolveAfter = 2 * time.Hour }, "ResolveAfter 2h0m0s > ResolveHorizon"},
+	} {
+		c := ok
+		tc.break_(&c)
+		errs := CheckCaller(c)
+		if len(errs) != 1 || !strings.Contains(errs[0].Error(), tc.want) {
+			t.Errorf("want one error containing %q, got %v", tc.want, errs)
+		}
 	}
 }

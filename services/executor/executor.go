@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paypipe/paypipe/contracts"
+	"github.com/paypipe/paypipe/internal/loop"
 	"github.com/paypipe/paypipe/internal/migrate"
 	"github.com/paypipe/paypipe/outbox"
 	"github.com/paypipe/paypipe/outbox/retry"
@@ -152,24 +153,11 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.ResolveMaxInterval, 10*time.Minute)
 	def(&c.ResolveHorizon, 48*time.Hour)
 	def(&c.ResolvePollInterval, time.Second)
-	if c.BatchSize > maxBatchSize {
-		errs = append(errs, fmt.Errorf("BatchSize %d > %d", c.BatchSize, maxBatchSize))
-	}
-	if c.Concurrency > maxConcurrency {
-		errs = append(errs, fmt.Errorf("Concurrency %d > %d", c.Concurrency, maxConcurrency))
-	}
-	if c.Lease <= 2*c.CallTimeout {
-		errs = append(errs, fmt.Errorf("Lease %s must exceed 2×CallTimeout (%s): a lookup and a create must fit in one lease", c.Lease, 2*c.CallTimeout))
-	}
-	if err := c.Retry.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("Retry: %w", err))
-	}
-	if c.Retry.MaxAttempts != 0 || c.Retry.MaxElapsed != 0 {
-		errs = append(errs, errors.New("Retry must not give up (MaxAttempts, MaxElapsed): GiveUpAfter bounds the retries, and then marks the checkout stuck"))
-	}
-	if c.ResolveAfter > c.ResolveHorizon {
-		errs = append(errs, fmt.Errorf("ResolveAfter %s > ResolveHorizon %s", c.ResolveAfter, c.ResolveHorizon))
-	}
+	errs = append(errs, loop.CheckCaller(loop.Caller{
+		BatchSize: c.BatchSize, MaxBatchSize: maxBatchSize, Concurrency: c.Concurrency, MaxConcurrency: maxConcurrency,
+		CallTimeout: c.CallTimeout, Lease: c.Lease, Retry: c.Retry,
+		ResolveAfter: c.ResolveAfter, ResolveHorizon: c.ResolveHorizon, Item: "checkout",
+	})...)
 	if len(errs) > 0 {
 		return c, fmt.Errorf("executor: config: %w", errors.Join(errs...))
 	}
