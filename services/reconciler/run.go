@@ -321,18 +321,11 @@ func (r *Reconciler) tryChunk(ctx context.Context, run *runRow, lines []*Line, r
 	for _, l := range lines {
 		st.Lines++
 		v := classifyIn(run.date, run.fileID, l, known[l.PSPReference], inChunk[l.PSPReference], answers[l.PSPReference], r.cfg.PSPFeeBPS)
-		if v.Outcome == outcomeSettledBefore {
-			outcomes[OutcomeMatched]++
-			// Matched by an earlier version of this day's file: counted,
-			// not settled or posted again.
-			inChunk[l.PSPReference] = true
-			st.Matched++
-			t := st.totals(l.Currency)
-			t.Lines++
-			t.FileNetMinor += l.NetMinor
-			t.MatchedLines++
-			t.MatchedGrossMinor += l.GrossMinor
-			continue
+		// A line an earlier version of this day's file settled counts as
+		// matched, and is not settled or posted again.
+		settledBefore := v.Outcome == outcomeSettledBefore
+		if settledBefore {
+			v.Outcome = OutcomeMatched
 		}
 		if l.Malformed == "" {
 			inChunk[l.PSPReference] = true
@@ -347,6 +340,10 @@ func (r *Reconciler) tryChunk(ctx context.Context, run *runRow, lines []*Line, r
 			}
 		}
 		outcomes[v.Outcome]++
+		if settledBefore {
+			st.Matched++
+			continue
+		}
 		if v.Outcome == OutcomeMatched {
 			st.Matched++
 			settleRefs = append(settleRefs, l.PSPReference)
