@@ -432,6 +432,10 @@ func TestPayoutAndRefundWhenThePSPFails(t *testing.T) {
 		if n := count(`SELECT count(*) FROM pspsim.payouts WHERE merchant_reference = $1`, id.String()); n != 1 {
 			t.Fatalf("%d PSP payouts for payout %s, want exactly 1", n, id)
 		}
+		// The fault path ran: the 500 after commit made the sender try again.
+		if n := count(`SELECT count(*) FROM payout.payouts WHERE id = $1 AND attempts >= 2`, id); n != 1 {
+			t.Fatalf("payout %s was not retried after the PSP's 500", id)
+		}
 		return p
 	}
 	// The PSP answers 500 after creating it, then fails it (account closed):
