@@ -30,6 +30,17 @@ type Schema struct {
 	SQL fs.FS
 }
 
+// Embedded is the Schema of store whose goose files are embedded in files
+// under migrations/ (//go:embed migrations/*.sql), as every service keeps
+// them.
+func Embedded(store outbox.Store, files fs.FS) Schema {
+	sub, err := fs.Sub(files, "migrations")
+	if err != nil {
+		panic(err) // a valid path: fs.Sub fails only on an invalid one
+	}
+	return Schema{Store: store, SQL: sub}
+}
+
 // Name is the PostgreSQL schema.
 func (s Schema) Name() string { return s.Store.Schema() }
 

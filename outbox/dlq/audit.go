@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
 	"time"
 
 	"github.com/google/uuid"
@@ -26,11 +25,7 @@ const OpsSchema = "ops"
 // Schema is the ops schema's migrations: the outbox and inbox every schema
 // starts with (unused here), then the DLQ audit table (migrations/*.sql).
 func Schema() migrate.Schema {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // the embed pattern above guarantees the directory
-	}
-	return migrate.Schema{Store: outbox.MustStore(OpsSchema), SQL: sub}
+	return migrate.Embedded(outbox.MustStore(OpsSchema), migrations)
 }
 
 // Audit actions.

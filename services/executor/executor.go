@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"sync"
 	"time"
@@ -31,11 +30,7 @@ var migrations embed.FS
 // Schema is the executor's migrations: the outbox and inbox tables, then
 // migrations/*.sql (executor.attempts).
 func Schema() migrate.Schema {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // the embed pattern above guarantees the directory
-	}
-	return migrate.Schema{Store: Store, SQL: sub}
+	return migrate.Embedded(Store, migrations)
 }
 
 // Config configures an Executor. Zero values get the defaults documented on

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"slices"
 	"time"
 
@@ -29,11 +28,7 @@ var migrations embed.FS
 // Schema is the ledger's migrations: the outbox and inbox tables, then
 // migrations/*.sql.
 func Schema() migrate.Schema {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // the embed pattern above guarantees the directory
-	}
-	return migrate.Schema{Store: Store, SQL: sub}
+	return migrate.Embedded(Store, migrations)
 }
 
 // Post records e in the caller's transaction, together with its

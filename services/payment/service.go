@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -27,11 +26,7 @@ var migrations embed.FS
 // Schema is the payment service's migrations: the outbox and inbox tables
 // (version 1), then migrations/*.sql.
 func Schema() migrate.Schema {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // the embed pattern above guarantees the directory
-	}
-	return migrate.Schema{Store: Store, SQL: sub}
+	return migrate.Embedded(Store, migrations)
 }
 
 // Service is the payment service: its HTTP API (Handler) and its background

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"sync"
 	"time"
@@ -31,11 +30,7 @@ var migrations embed.FS
 // Schema is the payout service's migrations: the outbox and inbox tables,
 // then migrations/*.sql.
 func Schema() migrate.Schema {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // the embed pattern above guarantees the directory
-	}
-	return migrate.Schema{Store: Store, SQL: sub}
+	return migrate.Embedded(Store, migrations)
 }
 
 // namespace is the UUIDv5 namespace of payout ids:

@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"embed"
 	"errors"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -29,11 +28,7 @@ var migrations embed.FS
 // Schema is the simulator's migrations: the standard outbox and inbox
 // tables, then migrations/*.sql.
 func Schema() migrate.Schema {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // the embed pattern above guarantees the directory
-	}
-	return migrate.Schema{Store: store, SQL: sub}
+	return migrate.Embedded(store, migrations)
 }
 
 // Server is the simulated PSP: an HTTP API, hosted payment pages, and the

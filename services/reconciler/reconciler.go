@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"sort"
@@ -38,11 +37,7 @@ var migrations embed.FS
 // Schema is the reconciler's migrations: the outbox and inbox tables, then
 // migrations/*.sql.
 func Schema() migrate.Schema {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // the embed pattern above guarantees the directory
-	}
-	return migrate.Schema{Store: Store, SQL: sub}
+	return migrate.Embedded(Store, migrations)
 }
 
 // Errors callers match with errors.Is.

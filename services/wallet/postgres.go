@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,11 +24,7 @@ var migrations embed.FS
 // Schema is the wallet's migrations: the outbox and inbox tables, then
 // migrations/*.sql.
 func Schema() migrate.Schema {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // the embed pattern above guarantees the directory
-	}
-	return migrate.Schema{Store: Store, SQL: sub}
+	return migrate.Embedded(Store, migrations)
 }
 
 // apply records c in the caller's transaction: the balance row (created on
