@@ -133,12 +133,12 @@ func workContext(r *http.Request) (context.Context, context.CancelFunc) {
 
 // beforeWork applies the faults that strike before anything is stored:
 // latency, then a 500.
-func (s *Server) beforeWork(ctx context.Context) error {
+func (s *Server) beforeWork(ctx context.Context, k requestKind) error {
 	if !sleepCtx(ctx, s.faults.latency()) {
 		return ctx.Err()
 	}
-	if s.faults.failBefore() {
-		return problemf(codeSimulatedFailure, "simulated failure before the charge: nothing was done")
+	if s.faults.failBefore(k) {
+		return problemf(codeSimulatedFailure, "simulated failure before the %s: nothing was done", k)
 	}
 	return nil
 }
@@ -148,20 +148,20 @@ func (s *Server) beforeWork(ctx context.Context) error {
 // client will wait. Replays are never hidden, so a retry always learns the
 // outcome.
 func (s *Server) respondCommitted(w http.ResponseWriter, r *http.Request, status int, p payment, replayed bool) {
-	s.respond(w, r, status, s.view(p), replayed, s.faults.afterCommit, "payment_id", p.ID)
+	s.respond(w, r, status, s.view(p), replayed, kindCharge, "payment_id", p.ID)
 }
 
 // respond writes body, the answer to a request that committed new state (or
-// a replay of one), unless afterCommit's fault hides it. id names the object
+// a replay of one), unless an after-commit fault of kind k hides it. id names the object
 // in the fault's log line.
 func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, body any, replayed bool,
-	afterCommit func() (bool, time.Duration), idKey, id string) {
+	k requestKind, idKey, id string) {
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 		writeJSON(w, http.StatusOK, body)
 		return
 	}
-	fail, hang := afterCommit()
+	fail, hang := s.faults.afterCommit(k)
 	if fail {
 		s.log.Info("fault: 500 after commit", idKey, id)
 		s.writeError(w, r, problemf(codeSimulatedFailure, "simulated failure after the commit: retry with the same Idempotency-Key"))
@@ -199,7 +199,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.beforeWork(r.Context()); err != nil {
+	if err := s.beforeWork(r.Context(), kindCharge); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -237,7 +237,7 @@ func (s *Server) handleConfirm(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, invalidParam("payment_method", "unknown test payment method %q", req.PaymentMethod))
 		return
 	}
-	if err := s.beforeWork(r.Context()); err != nil {
+	if err := s.beforeWork(r.Context(), kindCharge); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -224,32 +224,6 @@ func (s *faultState) latency() time.Duration {
 	return time.Duration(s.f.LatencyMS) * time.Millisecond
 }
 
-func (s *faultState) failBefore() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.hit(s.f.FailBeforeChargeRate) {
-		s.injected.FailBeforeCharge++
-		return true
-	}
-	return false
-}
-
-// afterCommit decides the fate of a response whose transaction committed:
-// a 500, a hang, or neither.
-func (s *faultState) afterCommit() (fail bool, hang time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.hit(s.f.FailAfterChargeRate) {
-		s.injected.FailAfterCharge++
-		return true, 0
-	}
-	if s.hit(s.f.HangAfterChargeRate) {
-		s.injected.HangAfterCharge++
-		return false, time.Duration(s.f.HangFor)
-	}
-	return false, 0
-}
-
 func (s *faultState) decline() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -291,35 +265,55 @@ func (s *faultState) reverseBatch(n int) bool {
 type requestKind int
 
 const (
-	kindRefund requestKind = iota + 1
+	kindCharge requestKind = iota // create or confirm a payment
+	kindRefund
 	kindPayout
 )
 
-// failBeforeFor is failBefore for a refund or payout request.
-func (s *faultState) failBeforeFor(k requestKind) bool {
+func (k requestKind) String() string {
+	switch k {
+	case kindRefund:
+		return "refund"
+	case kindPayout:
+		return "payout"
+	}
+	return "charge"
+}
+
+// knobs returns kind's fault rates (500 before the work, 500 and hang after
+// its commit) and the counters they feed.
+func (s *faultState) knobs(k requestKind) (before, fail, hang float64, nBefore, nFail, nHang *int64) {
+	switch k {
+	case kindRefund:
+		return s.f.FailBeforeRefundRate, s.f.FailAfterRefundRate, s.f.HangAfterRefundRate,
+			&s.injected.FailBeforeRefund, &s.injected.FailAfterRefund, &s.injected.HangAfterRefund
+	case kindPayout:
+		return s.f.FailBeforePayoutRate, s.f.FailAfterPayoutRate, s.f.HangAfterPayoutRate,
+			&s.injected.FailBeforePayout, &s.injected.FailAfterPayout, &s.injected.HangAfterPayout
+	}
+	return s.f.FailBeforeChargeRate, s.f.FailAfterChargeRate, s.f.HangAfterChargeRate,
+		&s.injected.FailBeforeCharge, &s.injected.FailAfterCharge, &s.injected.HangAfterCharge
+}
+
+// failBefore decides whether a request of kind k fails with a 500 before
+// doing anything.
+func (s *faultState) failBefore(k requestKind) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case k == kindRefund && s.hit(s.f.FailBeforeRefundRate):
-		s.injected.FailBeforeRefund++
-		return true
-	case k == kindPayout && s.hit(s.f.FailBeforePayoutRate):
-		s.injected.FailBeforePayout++
+	rate, _, _, n, _, _ := s.knobs(k)
+	if s.hit(rate) {
+		*n++
 		return true
 	}
 	return false
 }
 
-// afterCommitFor is afterCommit for a refund or payout request.
-func (s *faultState) afterCommitFor(k requestKind) (fail bool, hang time.Duration) {
+// afterCommit decides the fate of the response to a request of kind k
+// whose transaction committed: a 500, a hang, or neither.
+func (s *faultState) afterCommit(k requestKind) (fail bool, hang time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	failRate, hangRate := s.f.FailAfterRefundRate, s.f.HangAfterRefundRate
-	failN, hangN := &s.injected.FailAfterRefund, &s.injected.HangAfterRefund
-	if k == kindPayout {
-		failRate, hangRate = s.f.FailAfterPayoutRate, s.f.HangAfterPayoutRate
-		failN, hangN = &s.injected.FailAfterPayout, &s.injected.HangAfterPayout
-	}
+	_, failRate, hangRate, _, failN, hangN := s.knobs(k)
 	if s.hit(failRate) {
 		*failN++
 		return true, 0

@@ -132,11 +132,8 @@ func (s *Server) handleCreatePayout(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !sleepCtx(r.Context(), s.faults.latency()) {
-		return
-	}
-	if s.faults.failBeforeFor(kindPayout) {
-		s.writeError(w, r, problemf(codeSimulatedFailure, "simulated failure before the payout: nothing was done"))
+	if err := s.beforeWork(r.Context(), kindPayout); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	ctx, cancel := workContext(r)
@@ -150,7 +147,7 @@ func (s *Server) handleCreatePayout(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("payout created", "payout_id", p.ID, "merchant_reference", p.Reference, "amount_minor", p.Amount,
 			"currency", p.Currency, "due_at", p.DueAt)
 	}
-	s.respond(w, r, http.StatusCreated, p.view(), replayed, func() (bool, time.Duration) { return s.faults.afterCommitFor(kindPayout) }, "payout_id", p.ID)
+	s.respond(w, r, http.StatusCreated, p.view(), replayed, kindPayout, "payout_id", p.ID)
 }
 
 func (s *Server) handleGetPayout(w http.ResponseWriter, r *http.Request) {

@@ -191,11 +191,8 @@ func (s *Server) handleCreateRefund(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !sleepCtx(r.Context(), s.faults.latency()) {
-		return
-	}
-	if s.faults.failBeforeFor(kindRefund) {
-		s.writeError(w, r, problemf(codeSimulatedFailure, "simulated failure before the refund: nothing was done"))
+	if err := s.beforeWork(r.Context(), kindRefund); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	ctx, cancel := workContext(r)
@@ -209,7 +206,7 @@ func (s *Server) handleCreateRefund(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("refund succeeded", "refund_id", rf.ID, "payment_id", rf.PaymentID, "merchant_reference", rf.Reference,
 			"amount_minor", rf.Amount, "currency", rf.Currency)
 	}
-	s.respond(w, r, http.StatusCreated, rf.view(), replayed, func() (bool, time.Duration) { return s.faults.afterCommitFor(kindRefund) }, "refund_id", rf.ID)
+	s.respond(w, r, http.StatusCreated, rf.view(), replayed, kindRefund, "refund_id", rf.ID)
 }
 
 func (s *Server) handleGetRefund(w http.ResponseWriter, r *http.Request) {
